@@ -1,0 +1,98 @@
+"""The sample contract: what one WebDataset sample in a genint shard may contain.
+
+A sample is a dict with ``__key__`` (no dots, no slashes), exactly one image field (``jpg`` or
+``png``, encoded bytes), ``cls`` (class index, written as ASCII decimal) and ``json`` (the
+provenance record, a JSON object). Nothing else is accepted, so no pickle can ever reach a shard.
+"""
+
+import json
+import re
+from typing import Any
+
+from shards.errors import SampleError
+
+IMAGE_EXTENSIONS = ("jpg", "png")
+ALLOWED_FIELDS = frozenset({"__key__", "cls", "json", *IMAGE_EXTENSIONS})
+# 90 characters keeps "key.json" under USTAR's 100-byte name limit, so every tar member has
+# exactly one 512-byte header (the index writer relies on that).
+MAX_KEY_CHARS = 90
+_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+_IMAGE_MAGIC = {"jpg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
+
+
+def check_key(key: Any) -> str:
+    """Return ``key`` if it is a valid sample key, else raise SampleError."""
+    if not isinstance(key, str) or not _KEY_PATTERN.match(key) or len(key) > MAX_KEY_CHARS:
+        raise SampleError(
+            f"sample key {key!r} is invalid: use 1-{MAX_KEY_CHARS} characters from "
+            "[A-Za-z0-9_-] (no dots, no slashes)"
+        )
+    return key
+
+
+def encode_class(value: Any, key: str) -> bytes:
+    """Encode a class index as ASCII decimal bytes (the WebDataset ``cls`` convention)."""
+    if isinstance(value, bytes):
+        text = value.decode("ascii", errors="replace")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        text = str(value)
+    else:
+        raise SampleError(f"sample {key}: cls must be an int or ASCII decimal bytes (got {value!r})")
+    if not text.isdigit() or not text.isascii():
+        raise SampleError(f"sample {key}: cls must be a non-negative decimal integer (got {value!r})")
+    return str(int(text)).encode("ascii")
+
+
+def encode_provenance(value: Any, key: str) -> bytes:
+    """Encode the provenance record as UTF-8 JSON; it must be a JSON object."""
+    if isinstance(value, (bytes, str)):
+        try:
+            value = json.loads(value)
+        except ValueError as error:
+            raise SampleError(f"sample {key}: json field is not valid JSON ({error})") from None
+    if not isinstance(value, dict):
+        raise SampleError(f"sample {key}: json must be a JSON object (got {type(value).__name__})")
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def encode_sample(sample: dict[str, Any]) -> dict[str, bytes | str]:
+    """Check ``sample`` against the contract and return it with every field as bytes.
+
+    Args:
+        sample: ``__key__``, one of ``jpg``/``png`` (bytes), ``cls`` (int or bytes), ``json``
+            (dict, str or bytes).
+
+    Returns:
+        A dict ready for ``webdataset.TarWriter(encoder=False)``.
+
+    Raises:
+        SampleError: naming the key and the broken rule.
+    """
+    key = check_key(sample.get("__key__"))
+    unknown = sorted(set(sample) - ALLOWED_FIELDS)
+    if unknown:
+        raise SampleError(
+            f"sample {key}: fields {unknown} are not allowed (allowed: {sorted(ALLOWED_FIELDS)})"
+        )
+    images = [ext for ext in IMAGE_EXTENSIONS if ext in sample]
+    if len(images) != 1:
+        raise SampleError(f"sample {key}: needs exactly one image field of {IMAGE_EXTENSIONS} (got {images})")
+    ext = images[0]
+    image = sample[ext]
+    if not isinstance(image, (bytes, bytearray, memoryview)) or not bytes(image[:8]).startswith(_IMAGE_MAGIC[ext]):
+        raise SampleError(f"sample {key}: {ext} field is not encoded {ext.upper()} bytes")
+    for required in ("cls", "json"):
+        if required not in sample:
+            raise SampleError(f"sample {key}: missing required field {required!r}")
+    return {
+        "__key__": key,
+        ext: bytes(image),
+        "cls": encode_class(sample["cls"], key),
+        "json": encode_provenance(sample["json"], key),
+    }
+
+
+def split_member_name(name: str) -> tuple[str, str]:
+    """Split a tar member name into (key, extension) at the first dot, as WebDataset and DALI do."""
+    key, _, ext = name.partition(".")
+    return key, ext
