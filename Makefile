@@ -1,0 +1,33 @@
+# `make run`: set up .venv and run the embedded default job. `make test`: set up and run the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench prometheus clean
+
+# torch/torchvision are pinned in pyproject.toml; pip takes those wheels from local files where
+# they exist (this project's development machines) and from PyPI elsewhere.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/genint examples digits runs/quickstart/digits-imagefolder
+	$(BIN)/genint run configs/quickstart.yaml
+
+# Tests run a real Prometheus; install Debian's package when it is missing and apt is available.
+prometheus:
+	@command -v prometheus >/dev/null || ! command -v apt-get >/dev/null || \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null)
+
+test: $(STAMP) prometheus
+	DS_ACCELERATOR=cpu $(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/shard_write.py
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,146 @@
+"""The ``genint`` command line. Errors become one line on stderr; tracebacks only with --debug.
+
+Exit codes: 0 success, 1 failure (including verify problems), 2 bad config or usage,
+130 interrupted.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from cluster.config import load_config, resolved_yaml, config_hash
+from cluster.errors import ClusterError, ConfigError
+from cluster.progress import console, progress_bar, summary_tables
+from datagen.errors import DatagenError
+from shards.errors import ShardError
+from trainers.errors import TrainError
+
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+PROJECT_ERRORS = (ShardError, DatagenError, TrainError, ClusterError)
+
+
+def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="job YAML file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+                        help="override one config field (repeatable), e.g. --set train.model=resnet18")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genint", description="Generative interventions at cluster scale.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a job on an embedded local Ray")
+    _add_config_arguments(run)
+
+    config = commands.add_parser("config", help="job config tools").add_subparsers(dest="action", required=True)
+    _add_config_arguments(config.add_parser("check", help="validate a config and print it resolved"))
+
+    shards = commands.add_parser("shards", help="shard store tools").add_subparsers(dest="action", required=True)
+    shards.add_parser("verify", help="check every manifest line against its files").add_argument("dir", type=Path)
+    shards.add_parser("inspect", help="per-stream totals, classes and provenance").add_argument("dir", type=Path)
+
+    prepare = commands.add_parser("prepare", help="ImageFolder tree -> shuffled shards (resumable)")
+    prepare.add_argument("source", type=Path, help="ImageFolder root: one folder per class")
+    prepare.add_argument("out", type=Path, help="store root; the stream lands in OUT/STREAM")
+    prepare.add_argument("--stream", required=True, help="stream name, e.g. original")
+    prepare.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
+    prepare.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
+
+    examples = commands.add_parser("examples", help="write small example data sets").add_subparsers(dest="action", required=True)
+    digits = examples.add_parser("digits", help="scikit-learn's digits as an ImageFolder of 32 px PNGs")
+    digits.add_argument("dest", type=Path)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from cluster.run import run_job
+
+    result = run_job(load_config(args.config, args.overrides))
+    for table in summary_tables(result.streams):
+        console.print(table)
+    console.print(f"outputs: {result.output_dir} (config sha256 {result.config_hash[:12]})")
+    return 0
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    console.print(resolved_yaml(config), end="", markup=False, highlight=False)
+    console.print(f"# sha256: {config_hash(config)}", markup=False, highlight=False)
+    return 0
+
+
+def _shards_verify(args: argparse.Namespace) -> int:
+    from shards.verify import verify_store
+
+    findings, totals = verify_store(args.dir)
+    for finding in findings:
+        print(finding, file=sys.stderr if finding.is_problem else sys.stdout)
+    problems = sum(finding.is_problem for finding in findings)
+    summary = f"{totals['streams']} streams, {totals['shards']} shards, {totals['samples']} samples"
+    if problems:
+        print(f"verify: {problems} problems in {args.dir} ({summary})", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"verify: ok ({summary})")
+    return 0
+
+
+def _shards_inspect(args: argparse.Namespace) -> int:
+    from shards.inspect import summarize_store
+
+    for table in summary_tables(summarize_store(args.dir)):
+        console.print(table)
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from shards.prepare import prepare_imagefolder
+
+    with progress_bar(f"prepare {args.stream}") as update:
+        report = prepare_imagefolder(args.source, args.out, args.stream, seed=args.seed,
+                                     workers=args.workers, on_progress=update)
+    for entry in report.skipped:
+        print(f"skipped {entry['path']}: {entry['error']}", file=sys.stderr)
+    print(f"prepare: {args.stream}: wrote {report.written} samples ({report.already_committed} already "
+          f"committed), {len(report.skipped)} skipped, {len(report.classes)} classes -> {args.out / args.stream}")
+    return 0
+
+
+def _examples_digits(args: argparse.Namespace) -> int:
+    from cluster.examples import write_digits_imagefolder
+
+    written = write_digits_imagefolder(args.dest)
+    print(f"examples: wrote {written} digit images to {args.dest}")
+    return 0
+
+
+HANDLERS = {
+    ("run", None): _run,
+    ("config", "check"): _config_check,
+    ("shards", "verify"): _shards_verify,
+    ("shards", "inspect"): _shards_inspect,
+    ("prepare", None): _prepare,
+    ("examples", "digits"): _examples_digits,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = HANDLERS[(args.command, getattr(args, "action", None))]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("genint: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except PROJECT_ERRORS as error:
+        if args.debug:
+            raise
+        for line in str(error).splitlines():
+            print(f"genint: error: {line}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(error, ConfigError) else EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

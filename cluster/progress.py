@@ -1,0 +1,45 @@
+"""Progress display and tables for the CLI (rich)."""
+
+from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from shards.inspect import StreamSummary
+
+console = Console()
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A bar on stderr; yields ``update(completed, total)``."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=Console(stderr=True)) as progress:
+        task = progress.add_task(description, total=None)
+        yield lambda completed, total: progress.update(task, completed=completed, total=total)
+
+
+def summary_tables(summaries: list[StreamSummary], max_classes: int = 20) -> list[Table]:
+    """One table of totals for all streams, then one table per stream's provenance fields."""
+    totals = Table(title="streams")
+    for column in ("stream", "shards", "samples", "MiB", "classes", "per-class samples"):
+        totals.add_column(column)
+    for summary in summaries:
+        counts = sorted(summary.class_counts.items())
+        histogram = " ".join(f"{label}:{count}" for label, count in counts[:max_classes])
+        if len(counts) > max_classes:
+            histogram += f" ... (+{len(counts) - max_classes} classes)"
+        totals.add_row(summary.name, str(summary.shards), str(summary.samples),
+                       f"{summary.bytes / 2**20:.1f}", str(len(counts)), histogram)
+    tables = [totals]
+    for summary in summaries:
+        fields = Table(title=f"provenance of {summary.name}")
+        for column in ("field", "samples", "distinct", "most common"):
+            fields.add_column(column)
+        for name, field in summary.provenance.items():
+            common = ", ".join(f"{value} ({count})" for value, count in field.most_common())
+            fields.add_row(name, str(field.samples), field.distinct, common)
+        tables.append(fields)
+    return tables

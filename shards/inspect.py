@@ -1,0 +1,86 @@
+"""``genint shards inspect``: what a store holds, per stream.
+
+Counts and class histograms come from the manifest; the provenance summary reads only the
+``json`` members of the committed shards.
+"""
+
+import json
+import tarfile
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shards.reader import committed_shards, stream_dirs
+
+# Per-sample fields such as a source path have as many values as samples; stop tracking new
+# values past this many so inspect stays in bounded memory on ImageNet-sized streams.
+MAX_TRACKED_VALUES = 1000
+
+
+@dataclass
+class FieldSummary:
+    """How one provenance field is filled across a stream's samples."""
+
+    samples: int = 0
+    values: Counter = field(default_factory=Counter)
+    untracked_samples: int = 0
+
+    def add(self, value: object) -> None:
+        self.samples += 1
+        text = json.dumps(value, sort_keys=True)
+        if text in self.values or len(self.values) < MAX_TRACKED_VALUES:
+            self.values[text] += 1
+        else:
+            self.untracked_samples += 1
+
+    @property
+    def distinct(self) -> str:
+        """Number of distinct values, as ">N" once tracking stopped."""
+        return f">{len(self.values)}" if self.untracked_samples else str(len(self.values))
+
+    def most_common(self, count: int = 3) -> list[tuple[str, int]]:
+        return self.values.most_common(count)
+
+
+@dataclass
+class StreamSummary:
+    """One stream's totals, class histogram and provenance fields."""
+
+    name: str
+    shards: int
+    samples: int
+    bytes: int
+    class_counts: Counter
+    provenance: dict[str, FieldSummary]
+
+
+def _provenance_records(tar_path: Path):
+    with tarfile.open(tar_path, mode="r:") as archive:
+        for member in archive:
+            if member.isreg() and member.name.endswith(".json"):
+                yield json.loads(archive.extractfile(member).read())
+
+
+def summarize_stream(stream_dir: Path) -> StreamSummary:
+    """Summarize the committed shards of one stream directory."""
+    shards = committed_shards(stream_dir)
+    class_counts: Counter = Counter()
+    provenance: dict[str, FieldSummary] = defaultdict(FieldSummary)
+    for tar_path, record in shards:
+        class_counts.update(record.class_counts)
+        for entry in _provenance_records(tar_path):
+            for name, value in entry.items():
+                provenance[name].add(value)
+    return StreamSummary(
+        name=stream_dir.name,
+        shards=len(shards),
+        samples=sum(record.samples for _, record in shards),
+        bytes=sum(record.bytes for _, record in shards),
+        class_counts=class_counts,
+        provenance=dict(sorted(provenance.items())),
+    )
+
+
+def summarize_store(root: Path) -> list[StreamSummary]:
+    """Summaries of every stream under ``root``."""
+    return [summarize_stream(stream_dir) for stream_dir in stream_dirs(root)]
