@@ -210,7 +210,7 @@ class ShardWriter:
         fields = encode_sample(sample)
         if self._open is not None and (
             self._open.samples >= self.max_samples
-            or self._open.bytes_so_far + _tar_bytes(fields) + TAR_END_BYTES > self.max_bytes
+            or _round_up(self._open.bytes_so_far + _tar_bytes(fields) + TAR_END_BYTES, TAR_RECORD_BYTES) > self.max_bytes
         ):
             self.flush()
         if self._open is None:
