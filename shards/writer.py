@@ -196,7 +196,7 @@ class ShardWriter:
         """Remove this writer's uncommitted files (temp files, shards renamed but never added to
         the manifest) and return the next sequence number."""
         mine = [r for r in self.manifest.shards() if r.writer == self.writer_id]
-        committed = {r.name for r in mine}
+        committed = {r.name.removesuffix(".tar") for r in mine}
         prefix = f"{self.stream}-{self.writer_id}-"
         for path in self.stream_dir.glob(prefix + "*"):
             stem = path.name.split(".", 1)[0]
