@@ -87,7 +87,9 @@ def _describe(error: dict, model: type[BaseModel]) -> str:
         "path_not_directory": lambda: "must be an existing directory",
         "path_not_file": lambda: "must be an existing file",
     }.get(kind, lambda: error["msg"].removeprefix("Value error, ").replace("Input should be", "must be", 1))()
-    return f"{path} {problem} (got {error['input']!r})"
+    # A whole section as "got" would swamp the line; its path says enough.
+    got = "" if isinstance(error["input"], dict) else f" (got {error['input']!r})"
+    return f"{path} {problem}{got}"
 
 
 def _set_override(raw: dict, assignment: str) -> None:

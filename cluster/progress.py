@@ -14,11 +14,23 @@ console = Console()
 
 @contextmanager
 def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A bar on stderr; yields ``update(completed, total)``."""
+    """A bar on stderr, drawn from the first update on (so an early error prints alone);
+    yields ``update(completed, total)``."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True)) as progress:
-        task = progress.add_task(description, total=None)
-        yield lambda completed, total: progress.update(task, completed=completed, total=total)
+    progress = Progress(*columns, console=Console(stderr=True))
+    task = None
+
+    def update(completed: int, total: int) -> None:
+        nonlocal task
+        if task is None:
+            progress.start()
+            task = progress.add_task(description, total=total)
+        progress.update(task, completed=completed, total=total)
+
+    try:
+        yield update
+    finally:
+        progress.stop()
 
 
 def summary_tables(summaries: list[StreamSummary], max_classes: int = 20) -> list[Table]:

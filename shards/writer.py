@@ -129,6 +129,8 @@ class _OpenShard:
         return self.hashing.sha256.hexdigest(), self.hashing.bytes
 
     def abandon(self) -> None:
+        """Delete the temp file; the tar is closed first so tarfile has nothing left to flush."""
+        self.tar.close()
         self.raw.close()
         self.temp_path.unlink(missing_ok=True)
 

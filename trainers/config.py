@@ -2,7 +2,7 @@
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, field_validator
 
 
 class StreamConfig(BaseModel):
@@ -28,8 +28,9 @@ class TrainConfig(BaseModel):
         default_factory=lambda: {"original": StreamConfig(batch_size=256)}
     )
 
-    @model_validator(mode="after")
-    def _some_stream_is_read(self) -> "TrainConfig":
-        if not any(stream.batch_size > 0 for stream in self.streams.values()):
-            raise ValueError("at least one stream needs batch_size > 0")
-        return self
+    @field_validator("streams")
+    @classmethod
+    def _some_stream_is_read(cls, streams: dict[str, StreamConfig]) -> dict[str, StreamConfig]:
+        if not any(stream.batch_size > 0 for stream in streams.values()):
+            raise ValueError("needs at least one stream with batch_size > 0")
+        return streams
