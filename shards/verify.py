@@ -19,8 +19,6 @@ from shards.reader import stream_dirs
 from shards.sample import encode_sample
 from shards.writer import TEMP_SUFFIX
 
-_READ_CHUNK_BYTES = 4 * 2**20
-
 
 @dataclass(frozen=True)
 class Finding:
@@ -36,11 +34,8 @@ class Finding:
 
 
 def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(_READ_CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _read_tar(path: Path) -> tuple[list[IndexMember], dict[str, dict[str, bytes]]]:

@@ -1,15 +1,19 @@
 """The shard writer: rolls shards by samples and bytes and commits each one atomically.
 
 Commit order (a crash at any point leaves only files the next writer start removes):
-1. the tar is written to ``<name>.tar.tmp`` through ``webdataset.TarWriter``, hashed on the way;
-2. flushed, fsynced, renamed to ``<name>.tar``; its DALI index is written the same way;
+1. the tar is written to ``<name>.tar.tmp`` through ``webdataset.TarWriter``;
+2. fsynced, hashed, renamed to ``<name>.tar``; its DALI index is written the same way;
 3. one line is appended to the stream's manifest. Only now does any reader see the shard.
+Steps 2-3 run on a committer thread, one shard after another in order, so fsync and hashing
+overlap with writing the next shard instead of stalling the producer.
 """
 
 import fcntl
 import hashlib
 import os
+import queue
 import re
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -66,20 +70,6 @@ def _write_durably(path: Path, data: bytes) -> None:
     os.replace(temp, path)
 
 
-class _HashingFile:
-    """A write-only file wrapper that hashes and counts what passes through it."""
-
-    def __init__(self, raw: BinaryIO):
-        self.raw = raw
-        self.sha256 = hashlib.sha256()
-        self.bytes = 0
-
-    def write(self, data: bytes) -> int:
-        self.sha256.update(data)
-        self.bytes += len(data)
-        return self.raw.write(data)
-
-
 class _OpenShard:
     """The shard being filled: its temp file, the tar stream and what the manifest will need."""
 
@@ -87,9 +77,8 @@ class _OpenShard:
         self.tar_path = stream_dir / f"{name}.tar"
         self.temp_path = stream_dir / f"{name}.tar{TEMP_SUFFIX}"
         self.raw = open(self.temp_path, "wb")
-        self.hashing = _HashingFile(self.raw)
         # Fixed mtime: the same samples always give the same bytes (and sha256).
-        self.tar = webdataset.TarWriter(self.hashing, encoder=False, mtime=0)
+        self.tar = webdataset.TarWriter(self.raw, encoder=False, mtime=0)
         self.members: list[list[IndexMember]] = []
         self.class_counts: Counter[int] = Counter()
         self.unit_samples: Counter[str] = Counter()
@@ -118,21 +107,70 @@ class _OpenShard:
         if unit is not None:
             self.unit_samples[unit] += 1
 
-    def finish(self) -> tuple[str, int]:
-        """Close the tar durably under its final name; return (sha256, bytes)."""
+    def close_tar(self) -> None:
+        """End the archive (writer thread); the file stays a temp file until ``persist``."""
         self.tar.close()
         self.raw.flush()
+
+    def persist(self) -> tuple[str, int]:
+        """Make the shard durable under its final name (committer thread); return (sha256, bytes)."""
         os.fsync(self.raw.fileno())
         self.raw.close()
+        with open(self.temp_path, "rb") as handle:
+            sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
+        size = self.temp_path.stat().st_size
         os.replace(self.temp_path, self.tar_path)
         _write_durably(self.tar_path.with_suffix(".idx"), format_index(self.members).encode("utf-8"))
-        return self.hashing.sha256.hexdigest(), self.hashing.bytes
+        return sha256, size
 
     def abandon(self) -> None:
         """Delete the temp file; the tar is closed first so tarfile has nothing left to flush."""
         self.tar.close()
         self.raw.close()
         self.temp_path.unlink(missing_ok=True)
+
+
+class _Committer:
+    """Runs commit jobs on one background thread, in submission order.
+
+    At most ``max_pending`` closed shards wait, so a slow disk slows the producer instead of
+    piling up temp files. The first failure stops further commits (later shards must not land
+    before an earlier one) and is re-raised to the producer.
+    """
+
+    def __init__(self, max_pending: int = 2):
+        self._jobs: queue.Queue = queue.Queue(maxsize=max_pending)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="shard-committer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                if self._error is None:
+                    job()
+            except BaseException as error:  # handed to the producer by raise_if_failed
+                self._error = error
+            finally:
+                self._jobs.task_done()
+        self._jobs.task_done()
+
+    def raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise ShardError(f"committing a shard failed: {self._error}") from self._error
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self.raise_if_failed()
+        self._jobs.put(job)
+
+    def wait(self) -> None:
+        """Block until every submitted job ran; raise if one failed."""
+        self._jobs.join()
+        self.raise_if_failed()
+
+    def stop(self) -> None:
+        self._jobs.put(None)
+        self._thread.join()
 
 
 class ShardWriter:
@@ -150,7 +188,8 @@ class ShardWriter:
         config_hash: hash of the job config, recorded in every manifest line.
         max_samples: roll to a new shard at this many samples.
         max_bytes: roll before a sample would push the tar past this size.
-        on_commit: called with each committed manifest record (metrics, progress).
+        on_commit: called with each committed manifest record (metrics, progress), on the
+            committer thread.
     """
 
     def __init__(
@@ -181,6 +220,7 @@ class ShardWriter:
         self._next_seq = self._recover()
         self._open: _OpenShard | None = None
         self._units_done: list[str] = []
+        self._committer = _Committer()
 
     def _acquire_writer_lock(self) -> BinaryIO:
         lock = open(self.stream_dir / f".{self.stream}-{self.writer_id}.lock", "wb")
@@ -214,7 +254,7 @@ class ShardWriter:
             self._open.samples >= self.max_samples
             or _round_up(self._open.bytes_so_far + _tar_bytes(fields) + TAR_END_BYTES, TAR_RECORD_BYTES) > self.max_bytes
         ):
-            self.flush()
+            self._roll()
         if self._open is None:
             self._open = _OpenShard(self.stream_dir, shard_name(self.stream, self.writer_id, self._next_seq))
         self._open.add(fields, unit)
@@ -223,59 +263,63 @@ class ShardWriter:
         """Mark ``unit`` complete; it is recorded with the shard that holds its last sample."""
         self._units_done.append(unit)
 
-    def flush(self) -> ManifestRecord | None:
-        """Commit the open shard now (if it has samples); return its manifest record."""
+    def _roll(self) -> None:
+        """Close the open shard and hand it to the committer (no-op when none is open)."""
         shard = self._open
         if shard is None:
-            return None
+            return
         self._open = None
-        sha256, size = shard.finish()
-        record = ManifestRecord(
+        shard.close_tar()
+        record = dict(
             name=shard.tar_path.name,
             samples=shard.samples,
-            bytes=size,
-            sha256=sha256,
             class_counts=dict(shard.class_counts),
-            writer=self.writer_id,
-            seq=self._next_seq,
             work_units=dict(shard.unit_samples),
             units_done=self._units_done,
-            config_hash=self.config_hash,
-            time=time.time(),
         )
-        self._commit(record)
-        return record
+        self._submit_commit(record, shard)
 
-    def _commit(self, record: ManifestRecord) -> None:
-        _fsync_directory(self.stream_dir)
-        self.manifest.append([record])
+    def _submit_commit(self, fields: dict[str, Any], shard: "_OpenShard | None") -> None:
+        seq = self._next_seq
         self._next_seq += 1
         self._units_done = []
-        if self.on_commit is not None:
-            self.on_commit(record)
+
+        def commit() -> None:
+            sha256, size = shard.persist() if shard else (None, 0)
+            record = ManifestRecord(
+                **fields, sha256=sha256, bytes=size, writer=self.writer_id, seq=seq,
+                config_hash=self.config_hash, time=time.time(),
+            )
+            _fsync_directory(self.stream_dir)
+            self.manifest.append([record])
+            if self.on_commit is not None:
+                self.on_commit(record)
+
+        self._committer.submit(commit)
+
+    def flush(self) -> None:
+        """Commit the open shard (if it has samples) and wait until every shard is committed."""
+        self._roll()
+        self._committer.wait()
 
     def close(self) -> None:
         """Commit what is open, record pending unit completions, and release the writer id."""
         try:
             if self._open is not None:
-                self.flush()
+                self._roll()
             elif self._units_done:
-                self._commit(ManifestRecord(
-                    kind="units",
-                    writer=self.writer_id,
-                    seq=self._next_seq,
-                    units_done=self._units_done,
-                    config_hash=self.config_hash,
-                    time=time.time(),
-                ))
+                self._submit_commit({"kind": "units", "units_done": self._units_done}, None)
+            self._committer.wait()
         finally:
+            self._committer.stop()
             self._lock.close()
 
     def abort(self) -> None:
-        """Drop the open shard without committing it (used on errors and shutdown)."""
+        """Drop the open shard; shards already closed still commit (they are whole)."""
         if self._open is not None:
             self._open.abandon()
             self._open = None
+        self._committer.stop()
         self._lock.close()
 
     def __enter__(self) -> "ShardWriter":

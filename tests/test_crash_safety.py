@@ -12,17 +12,21 @@ from shards.verify import verify_store
 from shards.writer import ShardWriter
 from tests.conftest import make_sample
 
+# Writes 13 samples (shards of 5), waits until the first two shards are committed (commits run
+# on a background thread), then reports that it is in the middle of the third and sleeps.
 WRITER_SCRIPT = textwrap.dedent("""
-    import sys, time
+    import sys, threading, time
     from pathlib import Path
     from shards.writer import ShardWriter
     from tests.conftest import make_sample
-    with ShardWriter(Path(sys.argv[1]), "original", "w0", "h", max_samples=5) as writer:
-        for index in range(1000):
+    committed = threading.Semaphore(0)
+    with ShardWriter(Path(sys.argv[1]), "original", "w0", "h", max_samples=5, on_commit=lambda r: committed.release()) as writer:
+        for index in range(13):
             writer.write(make_sample(index))
-            if index == 12:
-                print("mid-shard", flush=True)
-                time.sleep(60)
+        for _ in range(2):
+            committed.acquire(timeout=30)
+        print("mid-shard", flush=True)
+        time.sleep(60)
 """)
 
 

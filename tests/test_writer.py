@@ -89,3 +89,16 @@ def test_unit_progress_counts_samples_and_completion(stream_dir):
 def test_names_that_would_break_shard_names_are_refused(stream_dir, stream, writer_id):
     with pytest.raises(ShardError, match="is invalid"):
         ShardWriter(stream_dir, stream, writer_id, "h")
+
+
+def test_a_failed_commit_reaches_the_producer_and_stops_later_commits(stream_dir):
+    def fail_on_first(record):
+        raise OSError("disk full")
+
+    writer = ShardWriter(stream_dir, "original", "w0", "h", max_samples=2, on_commit=fail_on_first)
+    with pytest.raises(ShardError, match="committing a shard failed: disk full"):
+        for index in range(10):
+            writer.write(make_sample(index))
+        writer.flush()
+    writer.abort()
+    assert len(Manifest(stream_dir).shards()) == 1  # the first line landed before its callback failed
