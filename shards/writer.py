@@ -242,7 +242,7 @@ class ShardWriter:
         prefix = f"{self.stream}-{self.writer_id}-"
         for path in self.stream_dir.glob(prefix + "*"):
             stem = path.name.split(".", 1)[0]
-            if stem not in committed:
+            if stem not in committed or path.name.endswith(TEMP_SUFFIX):
                 path.unlink()
         seqs = [r.seq for r in self.manifest.records() if r.writer == self.writer_id]
         return max(seqs, default=-1) + 1
