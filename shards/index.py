@@ -4,9 +4,7 @@ Line 1 is ``v1.2 <samples>``; then one line per sample listing, for each of its 
 archive order, ``<ext> <data offset> <size> <member name>``.
 """
 
-import tarfile
 from dataclasses import dataclass
-from pathlib import Path
 
 from shards.sample import split_member_name
 
@@ -47,18 +45,3 @@ def format_index(samples: list[list[IndexMember]]) -> str:
     for sample in samples:
         lines.append(" ".join(f"{m.extension} {m.offset} {m.size} {m.name}" for m in sample))
     return "\n".join(lines) + "\n"
-
-
-def members_of_tar(tar_path: Path) -> list[IndexMember]:
-    """Read the regular-file members of a tar with their data offsets (raises tarfile.TarError)."""
-    with tarfile.open(tar_path, mode="r:") as archive:
-        return [
-            IndexMember(member.name, member.offset_data, member.size)
-            for member in archive
-            if member.isreg()
-        ]
-
-
-def index_text_of_tar(tar_path: Path) -> str:
-    """The index text ``wds2idx`` would write for ``tar_path``."""
-    return format_index(group_by_sample(members_of_tar(tar_path)))
