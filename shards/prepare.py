@@ -9,10 +9,12 @@ unreadable files are skipped and listed in ``prepare-skipped.jsonl``, never fata
 import hashlib
 import io
 import json
+import multiprocessing
 import random
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,6 +128,17 @@ def _check_plan(stream_dir: Path, plan: dict) -> None:
         path.write_text(json.dumps(plan, indent=1) + "\n")
 
 
+def _decoding_pool(workers: int) -> ProcessPoolExecutor | nullcontext:
+    """Processes decoding images, or nothing (decode inline) for one worker.
+
+    forkserver, not fork: the pool starts its processes lazily, after the shard writer's
+    committer thread is running, and forking a process with a running thread can deadlock.
+    """
+    if workers <= 1:
+        return nullcontext()
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("forkserver"))
+
+
 def prepare_imagefolder(
     source: Path,
     out: Path,
@@ -174,7 +187,7 @@ def prepare_imagefolder(
     with (
         ShardWriter(stream_dir, stream, WRITER_ID, config_hash, max_samples, max_bytes) as writer,
         open(stream_dir / SKIPPED_FILE, "a") as skipped_log,
-        ProcessPoolExecutor(max_workers=workers) if workers > 1 else _InlineExecutor() as executor,
+        _decoding_pool(workers) as pool,
     ):
         for number, unit in enumerate(units):
             unit_id = f"unit{number:06d}"
@@ -185,7 +198,8 @@ def prepare_imagefolder(
                 continue
             to_skip = state.samples if state else 0
             already += to_skip
-            loaded = executor.map(load_image, [source / image.relative_path for image in unit], chunksize=8)
+            paths = [source / image.relative_path for image in unit]
+            loaded = pool.map(load_image, paths, chunksize=8) if pool else map(load_image, paths)
             for image, result in zip(unit, loaded):
                 advance(1)
                 if result.error:
@@ -199,19 +213,6 @@ def prepare_imagefolder(
                 written += 1
             writer.end_unit(unit_id)
     return PrepareReport(written, already, read_skipped(stream_dir), len(units), classes)
-
-
-class _InlineExecutor:
-    """The ``executor.map`` interface run in this process (workers=1)."""
-
-    def map(self, function: Callable, items: list, chunksize: int = 1) -> Iterator:
-        return map(function, items)
-
-    def __enter__(self) -> "_InlineExecutor":
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        return None
 
 
 def read_skipped(stream_dir: Path) -> list[dict[str, str]]:
