@@ -1,0 +1,50 @@
+"""What the training loop takes from the data side: one batch per stream per step.
+
+The loaders (DALI pipelines over static or growing streams) and any in-memory source used in
+tests implement ``BatchSource``; the mixing step and the loop only see this protocol.
+"""
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+
+@dataclass
+class StreamBatch:
+    """One stream's part of a step: normalised float images (N, C, H, W) and int64 labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+@dataclass
+class StreamStats:
+    """Running counts of one stream's loader (exported as metrics by the cluster layer)."""
+
+    samples: int = 0
+    bad_samples: int = 0
+    reused_batches: int = 0
+    skipped_batches: int = 0
+    wait_s: float = 0.0
+    backlog: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+class BatchSource(Protocol):
+    """A stream's batches, each of exactly that stream's configured batch size.
+
+    ``next_batch`` applies the stream's ``when_short`` policy itself: it waits (raising TrainError
+    after the timeout), reuses committed data, or returns None to skip the stream this step.
+    """
+
+    stream: str
+    stats: StreamStats
+
+    def next_batch(self) -> StreamBatch | None: ...
+
+    def state_dict(self) -> dict: ...
+
+    def load_state_dict(self, state: dict) -> None: ...
+
+    def close(self) -> None: ...
