@@ -1,0 +1,1 @@
+"""Generators behind one interface: BigGAN-deep, the class-conditional VAE, and later CGN."""

@@ -1,0 +1,1 @@
+"""Reading streams for training: DALI pipelines over static and growing shard streams."""
