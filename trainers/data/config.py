@@ -1,0 +1,52 @@
+"""Configuration of the loaders that turn shard streams into training batches."""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+
+
+class LoaderConfig(BaseModel):
+    """How every stream is decoded, augmented and fed (per stream choices live in StreamConfig)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    crop_size: PositiveInt = Field(default=224, description="side of the square training crop, px")
+    resize_size: PositiveInt = Field(default=256, description="evaluation: shorter side before the centre crop, px")
+    mean: tuple[float, float, float] = Field(
+        default=(0.485, 0.456, 0.406), description="per-channel mean of [0, 1] pixels (ImageNet)"
+    )
+    std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = Field(
+        default=(0.229, 0.224, 0.225), description="per-channel std of [0, 1] pixels (ImageNet)"
+    )
+    crop_area: tuple[PositiveFloat, PositiveFloat] = Field(
+        default=(0.08, 1.0), description="random-resized crop: range of the crop's share of the image area"
+    )
+    rotate_max_deg: NonNegativeFloat = Field(
+        default=15.0, description="'additional' augmentation: rotation angle drawn from [-x, x] degrees"
+    )
+    jitter: NonNegativeFloat = Field(
+        default=0.4, description="'additional' augmentation: brightness/contrast/saturation factor drawn from [1-x, 1+x]"
+    )
+    hue_max_deg: NonNegativeFloat = Field(
+        default=18.0, description="'additional' augmentation: hue shift drawn from [-x, x] degrees"
+    )
+    num_threads: PositiveInt = Field(default=4, description="DALI CPU worker threads per pipeline")
+    prefetch_queue_depth: PositiveInt = Field(default=2, description="batches DALI prepares ahead")
+    shuffle_buffer: PositiveInt = Field(
+        default=1024, description="samples in the reader's shuffle buffer (DALI initial_fill)"
+    )
+    on_bad_sample: Literal["skip", "fail"] = Field(
+        default="skip", description="an undecodable image or truncated shard: skip and count it, or raise TrainError"
+    )
+    poll_interval_s: PositiveFloat = Field(
+        default=1.0, description="growing streams: how often the manifest is polled while waiting"
+    )
+
+    @model_validator(mode="after")
+    def _sizes_are_consistent(self) -> "LoaderConfig":
+        if self.resize_size < self.crop_size:
+            raise ValueError(f"resize_size must be >= crop_size (got {self.resize_size} < {self.crop_size})")
+        low, high = self.crop_area
+        if not low <= high <= 1.0:
+            raise ValueError(f"crop_area must satisfy low <= high <= 1 (got {self.crop_area})")
+        return self
