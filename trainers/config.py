@@ -16,6 +16,9 @@ class StreamConfig(BaseModel):
         default="wait", description="what a step does when a growing stream has too little data"
     )
     wait_timeout_s: PositiveFloat = 600.0
+    augment: Literal["standard", "additional"] = Field(
+        default="standard", description="standard: random-resized crop + flip; additional: also rotation and colour jitter"
+    )
 
 
 class TrainConfig(BaseModel):
