@@ -1,0 +1,180 @@
+"""Reading a growing stream (datagen still writing) by following its manifest.
+
+Design choice: samples are read in Python from the committed tars at the offsets of their
+``.idx`` files and fed to DALI through ``fn.external_source`` (``DecodeStage``), rather than
+rebuilding ``fn.readers.webdataset`` for every window of newly committed shards. A shard
+committed a moment ago is readable at the next ``poll`` with no pipeline rebuild (a rebuild
+would also drop the reader's shuffle buffer and prefetch queue), and the reading position is
+plain data (per-shard counts) that saves and restores exactly. Reading is one ``pread`` per
+member; the cost that matters, decoding, stays in DALI.
+
+Shard i in commit order belongs to rank ``i % world_size``, so ranks read disjoint data.
+Within a rank, each draw picks a shard with probability proportional to its unread samples
+and takes that shard's next sample in a fixed per-shard permutation: shards written by one
+generator often hold a single class, and this mixes classes across the whole backlog.
+"""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from shards.manifest import Manifest, ManifestFollower, ManifestRecord
+from trainers.data.decode import EncodedSample
+from trainers.data.static import parse_label
+
+_IMAGE_EXTENSIONS = ("jpg", "png")
+
+
+@dataclass
+class _Member:
+    offset: int
+    size: int
+
+
+@dataclass
+class _Shard:
+    """One committed shard of this rank: its samples' member locations and how many were read."""
+
+    name: str
+    path: Path
+    images: list[_Member]
+    labels: list[_Member]
+    keys: list[str]
+    order: np.ndarray
+    read: int = 0
+
+    @property
+    def unread(self) -> int:
+        return len(self.keys) - self.read
+
+
+def _parse_index(path: Path) -> tuple[list[_Member], list[_Member], list[str]]:
+    """Image and ``cls`` member locations and keys of every sample listed in a DALI index file."""
+    images, labels, keys = [], [], []
+    lines = path.read_text().splitlines()
+    for line in lines[1:]:
+        parts = line.split()
+        members = {parts[i]: (_Member(int(parts[i + 1]), int(parts[i + 2])), parts[i + 3]) for i in range(0, len(parts), 4)}
+        image_ext = next(ext for ext in _IMAGE_EXTENSIONS if ext in members)
+        images.append(members[image_ext][0])
+        labels.append(members["cls"][0])
+        keys.append(members[image_ext][1].partition(".")[0])
+    return images, labels, keys
+
+
+class GrowingReader:
+    """Encoded samples of one rank's part of a stream whose manifest is still growing.
+
+    Args:
+        stream_dir: the stream's directory.
+        rank, world_size: this reader's shards are those at commit position ``rank`` modulo
+            ``world_size``.
+        seed: seed of the draw order.
+    """
+
+    def __init__(self, stream_dir: Path, rank: int, world_size: int, seed: int):
+        self.stream_dir = Path(stream_dir)
+        self.rank = rank
+        self.world_size = world_size
+        self.seed = seed
+        self._follower = ManifestFollower(self.stream_dir)
+        self._shards_seen = 0
+        self._shards: list[_Shard] = []
+        self._rng = np.random.default_rng([seed, rank])
+        self._files: dict[Path, int] = {}
+        self.damaged_samples = 0
+
+    def _add(self, record: ManifestRecord) -> None:
+        position = self._shards_seen
+        self._shards_seen += 1
+        if position % self.world_size != self.rank:
+            return
+        path = self.stream_dir / record.name
+        index = path.with_suffix(".idx")
+        if not (path.is_file() and path.stat().st_size == record.bytes and index.is_file()):
+            self.damaged_samples += record.samples
+            return
+        images, labels, keys = _parse_index(index)
+        order = np.random.default_rng([self.seed, self.rank, position]).permutation(len(keys))
+        self._shards.append(_Shard(record.name, path, images, labels, keys, order))
+
+    def poll(self) -> None:
+        """Take in shards committed since the last poll."""
+        for record in self._follower.poll():
+            self._add(record)
+
+    @property
+    def backlog(self) -> int:
+        """Committed samples of this rank not read yet."""
+        return sum(shard.unread for shard in self._shards)
+
+    @property
+    def committed(self) -> int:
+        """Committed samples of this rank (read or not)."""
+        return sum(len(shard.keys) for shard in self._shards)
+
+    @property
+    def committed_shards(self) -> int:
+        return len(self._shards)
+
+    def _read(self, shard: _Shard, sample: int) -> EncodedSample:
+        descriptor = self._files.get(shard.path)
+        if descriptor is None:
+            descriptor = self._files[shard.path] = os.open(shard.path, os.O_RDONLY)
+        image, label = shard.images[sample], shard.labels[sample]
+        where = f"{shard.path}:{shard.keys[sample]}"
+        image_bytes = os.pread(descriptor, image.size, image.offset)
+        label_value = parse_label(os.pread(descriptor, label.size, label.offset))
+        if len(image_bytes) != image.size or label_value is None:
+            # A short read (the file changed under us) or a non-decimal label: marked with -1
+            # so the batch source counts it as a bad sample.
+            return EncodedSample(np.zeros(0, np.uint8), -1, where)
+        return EncodedSample(np.frombuffer(image_bytes, np.uint8), label_value, where)
+
+    def take(self, count: int) -> list[EncodedSample]:
+        """Draw ``count`` unread samples (``count`` must not exceed ``backlog``)."""
+        assert count <= self.backlog, "take() beyond the backlog"
+        out = []
+        for _ in range(count):
+            unread = np.array([shard.unread for shard in self._shards], dtype=np.float64)
+            shard = self._shards[self._rng.choice(len(self._shards), p=unread / unread.sum())]
+            out.append(self._read(shard, int(shard.order[shard.read])))
+            shard.read += 1
+        return out
+
+    def resample(self, count: int) -> list[EncodedSample]:
+        """Draw ``count`` committed samples uniformly, read or not, without marking them read."""
+        sizes = np.array([len(shard.keys) for shard in self._shards], dtype=np.float64)
+        out = []
+        for _ in range(count):
+            shard = self._shards[self._rng.choice(len(self._shards), p=sizes / sizes.sum())]
+            out.append(self._read(shard, int(self._rng.integers(len(shard.keys)))))
+        return out
+
+    def state_dict(self) -> dict:
+        return {
+            "manifest_offset": self._follower.offset,
+            "shards_seen": self._shards_seen,
+            "read": {shard.name: shard.read for shard in self._shards},
+            "rng": self._rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Rebuild the shard list from the manifest up to the saved offset and restore the counts."""
+        self.close()
+        self._follower = ManifestFollower(self.stream_dir)
+        self._shards_seen, self._shards, self.damaged_samples = 0, [], 0
+        records = Manifest(self.stream_dir).shards()[: state["shards_seen"]]
+        for record in records:
+            self._add(record)
+        self._follower.load_state_dict({"offset": state["manifest_offset"]})
+        for shard in self._shards:
+            shard.read = state["read"][shard.name]
+        self._rng.bit_generator.state = state["rng"]
+
+    def close(self) -> None:
+        for descriptor in self._files.values():
+            os.close(descriptor)
+        self._files = {}
