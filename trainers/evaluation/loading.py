@@ -1,0 +1,192 @@
+"""Reading eval sets with DALI: image folders and committed shard streams, in a fixed order.
+
+Folders go through ``fn.readers.file`` with their labels, shard streams through
+``fn.readers.webdataset`` with the committed shards of their manifests (never a directory
+listing). Decoding is ``mixed`` on CUDA and CPU otherwise; the rest of the graph is the same.
+"""
+
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from nvidia.dali import fn, pipeline_def, types
+from nvidia.dali.pipeline import DataNode
+
+from shards.errors import ShardError
+from shards.reader import committed_shards, stream_dirs
+from trainers.errors import TrainError
+from trainers.evaluation.config import EvalConfig
+
+# Formats DALI's image decoder reads; other files in a class folder are not images to score.
+DECODABLE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".jp2"})
+_READER = "reader"
+
+
+@dataclass(frozen=True)
+class ImageFiles:
+    """Image files of a folder tree, each with its label."""
+
+    root: Path
+    files: list[Path]
+    labels: list[int]
+
+    @property
+    def samples(self) -> int:
+        return len(self.files)
+
+
+@dataclass(frozen=True)
+class ShardFiles:
+    """The committed shards of one or more shard streams; labels come from each sample's ``cls``."""
+
+    root: Path
+    shards: list[Path]
+    samples: int
+
+
+def class_folders(root: Path) -> list[str]:
+    """Sorted names of the class folders under ``root``.
+
+    Raises:
+        TrainError: if ``root`` is not a directory or has no subdirectories.
+    """
+    if not root.is_dir():
+        raise TrainError(f"{root}: eval data directory does not exist (pass --data DIR with one folder per class)")
+    folders = sorted(path.name for path in root.iterdir() if path.is_dir())
+    if not folders:
+        raise TrainError(f"{root}: no class folders (expected one subdirectory per class)")
+    return folders
+
+
+def image_files(root: Path, folder_labels: Mapping[str, int]) -> ImageFiles:
+    """The decodable images under each named folder of ``root`` (recursively, sorted), labelled.
+
+    Args:
+        root: the tree's top directory.
+        folder_labels: class folder name -> label; folders not named here are not read.
+    Raises:
+        TrainError: if the folders hold no image at all.
+    """
+    files: list[Path] = []
+    labels: list[int] = []
+    for folder, label in sorted(folder_labels.items()):
+        found = sorted(p for p in (root / folder).rglob("*") if p.is_file() and p.suffix.lower() in DECODABLE_SUFFIXES)
+        files += found
+        labels += [label] * len(found)
+    if not files:
+        raise TrainError(f"{root}: no images in its class folders (readable: {', '.join(sorted(DECODABLE_SUFFIXES))})")
+    return ImageFiles(root, files, labels)
+
+
+def shard_files(root: Path) -> ShardFiles:
+    """The committed shards of the stream at ``root`` (or of every stream directory under it).
+
+    Raises:
+        TrainError: if there is no manifest or no committed sample.
+    """
+    try:
+        committed = [entry for stream in stream_dirs(root) for entry in committed_shards(stream)]
+    except ShardError as error:
+        raise TrainError(f"eval shards: {error}") from None
+    samples = sum(record.samples for _, record in committed)
+    if samples == 0:
+        raise TrainError(f"{root}: the manifest lists no committed samples")
+    return ShardFiles(root, [path for path, record in committed if record.samples], samples)
+
+
+def eval_transform(images: DataNode, config: EvalConfig) -> DataNode:
+    """Resize the shorter side, centre crop and normalise to float CHW (the standard eval view)."""
+    images = fn.resize(images, resize_shorter=config.resize_size, antialias=True)
+    return fn.crop_mirror_normalize(
+        images,
+        crop=(config.crop_size, config.crop_size),
+        mean=[255.0 * value for value in config.mean],
+        std=[255.0 * value for value in config.std],
+        dtype=types.FLOAT,
+        output_layout="CHW",
+    )
+
+
+def _decode(encoded: DataNode, decode_device: str, border_px: int) -> DataNode:
+    """Decode to RGB, cutting ``border_px`` pixels off every side when asked."""
+    images = fn.decoders.image(encoded, device=decode_device, output_type=types.RGB)
+    if border_px:
+        # The crop size comes from the encoded header so the same graph serves CPU and mixed decode.
+        shape = fn.peek_image_shape(encoded)
+        images = fn.crop(
+            images,
+            crop_h=fn.cast(shape[0] - 2 * border_px, dtype=types.FLOAT),
+            crop_w=fn.cast(shape[1] - 2 * border_px, dtype=types.FLOAT),
+        )
+    return images
+
+
+def _read(source: ImageFiles | ShardFiles) -> tuple[DataNode, DataNode]:
+    if isinstance(source, ImageFiles):
+        return fn.readers.file(
+            files=[str(path) for path in source.files],
+            labels=source.labels,
+            random_shuffle=False,
+            pad_last_batch=True,
+            name=_READER,
+        )
+    encoded, label_bytes = fn.readers.webdataset(
+        paths=[str(path) for path in source.shards],
+        index_paths=[str(path.with_suffix(".idx")) for path in source.shards],
+        ext=["jpg;png", "cls"],
+        missing_component_behavior="error",
+        random_shuffle=False,
+        pad_last_batch=True,
+        name=_READER,
+    )
+    return encoded, label_bytes
+
+
+def _labels(outputs, shard_labels: bool) -> torch.Tensor:
+    if shard_labels:
+        # ``cls`` is the class index as ASCII decimal (the WebDataset convention).
+        return torch.tensor([int(np.asarray(outputs.at(i)).tobytes()) for i in range(len(outputs))], dtype=torch.int64)
+    return torch.from_numpy(np.asarray(outputs.as_tensor()).reshape(-1).astype(np.int64))
+
+
+def eval_batches(
+    source: ImageFiles | ShardFiles, config: EvalConfig, device: torch.device, border_px: int = 0
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Every sample of ``source`` once, in order, as (images, labels) batches on ``device``.
+
+    Args:
+        source: the files or shards to read.
+        config: transform sizes, batch size and threads.
+        device: where the batches go; CUDA decodes with nvJPEG (``mixed``).
+        border_px: pixels to cut from each side before resizing.
+    Yields:
+        Normalised float images (N, 3, crop, crop) and int64 labels (N,); the last batch may be short.
+    Raises:
+        TrainError: if DALI cannot read or decode the data.
+    """
+    on_cuda = device.type == "cuda"
+    device_id = (device.index if device.index is not None else torch.cuda.current_device()) if on_cuda else None
+
+    @pipeline_def(batch_size=config.batch_size, num_threads=config.num_threads, device_id=device_id)
+    def pipeline():
+        encoded, labels = _read(source)
+        images = _decode(encoded, "mixed" if on_cuda else "cpu", border_px)
+        return eval_transform(images, config), labels
+
+    try:
+        pipe = pipeline()
+        pipe.build()
+        remaining = pipe.epoch_size(_READER)
+        for _ in range(math.ceil(remaining / config.batch_size)):
+            images, labels = pipe.run()
+            count = min(remaining, config.batch_size)
+            # DALI reuses its output buffers on the next run, so the batch is copied out now.
+            batch = torch.from_dlpack(images.as_tensor())[:count].to(device, copy=True)
+            yield batch, _labels(labels, isinstance(source, ShardFiles))[:count].to(device)
+            remaining -= count
+    except RuntimeError as error:
+        first_line = next((line for line in str(error).splitlines() if line.strip()), "unknown error")
+        raise TrainError(f"{source.root}: DALI could not read the eval data ({first_line.strip()})") from None
