@@ -59,7 +59,7 @@ def test_reuse_fills_up_with_committed_samples(tmp_path, writer):
     write_solid(tmp_path, range(1, 7, 2), writer)  # 3 samples, batch of 4
     loader_source = growing_source(tmp_path, when_short="reuse")
     batch = loader_source.next_batch()
-    assert len(batch.labels) == 4 and set(index for index, _ in decoded(batch)) == {1, 3, 5}
+    assert len(batch.labels) == 4 and {index for index, _ in decoded(batch)} == {1, 3, 5}
     assert loader_source.stats.reused_batches == 1 and loader_source.stats.backlog == 0
 
 

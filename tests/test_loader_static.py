@@ -150,7 +150,7 @@ def test_corrupt_jpeg_fails_fast_when_configured(tmp_path):
 
 def test_truncated_shard_is_left_out_and_counted(tmp_path):
     write_solid(tmp_path, range(1, 21, 2), max_samples=5)
-    first = sorted(tmp_path.glob("*.tar"))[0]
+    first = min(tmp_path.glob("*.tar"))
     first.write_bytes(first.read_bytes()[:1500])
     loader_source = source(tmp_path, batch_size=5)
     assert loader_source.stats.bad_samples == 5

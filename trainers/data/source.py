@@ -106,8 +106,9 @@ class DaliBatchSource:
                 images = self._decode.run(samples)
                 if isinstance(images, torch.Tensor):
                     break
-                self._refuse([samples[i] for i in images], "undecodable image")
-                samples = [sample for i, sample in enumerate(samples) if i not in set(images)]
+                bad = set(images)
+                self._refuse([samples[i] for i in sorted(bad)], "undecodable image")
+                samples = [sample for i, sample in enumerate(samples) if i not in bad]
             # Replacements come from the same policy; a skip here drops the step's batch.
             more = self._fill(self._config.batch_size - len(samples))
             if more is None:
