@@ -16,7 +16,9 @@ from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.pipeline import DataNode
 
 from shards.errors import ShardError
-from shards.reader import committed_shards, stream_dirs
+from shards.reader import stream_dirs
+from trainers.data.augment import decoder_device, eval_transform
+from trainers.data.static import intact_shards, parse_label
 from trainers.errors import TrainError
 from trainers.evaluation.config import EvalConfig
 
@@ -47,17 +49,17 @@ class ShardFiles:
     samples: int
 
 
-def class_folders(root: Path) -> list[str]:
-    """Sorted names of the class folders under ``root``.
+def class_folders(root: Path, expected: str = "one subdirectory per class") -> list[str]:
+    """Sorted names of the subdirectories of ``root`` (``expected`` says what they are, for messages).
 
     Raises:
         TrainError: if ``root`` is not a directory or has no subdirectories.
     """
     if not root.is_dir():
-        raise TrainError(f"{root}: eval data directory does not exist (pass --data DIR with one folder per class)")
+        raise TrainError(f"{root}: eval data directory does not exist (expected {expected})")
     folders = sorted(path.name for path in root.iterdir() if path.is_dir())
     if not folders:
-        raise TrainError(f"{root}: no class folders (expected one subdirectory per class)")
+        raise TrainError(f"{root}: no subdirectories (expected {expected})")
     return folders
 
 
@@ -85,29 +87,21 @@ def shard_files(root: Path) -> ShardFiles:
     """The committed shards of the stream at ``root`` (or of every stream directory under it).
 
     Raises:
-        TrainError: if there is no manifest or no committed sample.
+        TrainError: if there is no manifest, a committed shard is damaged, or nothing is committed.
     """
+    committed = []
     try:
-        committed = [entry for stream in stream_dirs(root) for entry in committed_shards(stream)]
+        for stream in stream_dirs(root):
+            intact, damaged = intact_shards(stream)
+            if damaged:
+                raise TrainError(f"{damaged[0][0]}: committed shard missing, truncated or unindexed (run genint shards verify)")
+            committed += intact
     except ShardError as error:
         raise TrainError(f"eval shards: {error}") from None
     samples = sum(record.samples for _, record in committed)
     if samples == 0:
         raise TrainError(f"{root}: the manifest lists no committed samples")
     return ShardFiles(root, [path for path, record in committed if record.samples], samples)
-
-
-def eval_transform(images: DataNode, config: EvalConfig) -> DataNode:
-    """Resize the shorter side, centre crop and normalise to float CHW (the standard eval view)."""
-    images = fn.resize(images, resize_shorter=config.resize_size, antialias=True)
-    return fn.crop_mirror_normalize(
-        images,
-        crop=(config.crop_size, config.crop_size),
-        mean=[255.0 * value for value in config.mean],
-        std=[255.0 * value for value in config.std],
-        dtype=types.FLOAT,
-        output_layout="CHW",
-    )
 
 
 def _decode(encoded: DataNode, decode_device: str, border_px: int) -> DataNode:
@@ -145,10 +139,16 @@ def _read(source: ImageFiles | ShardFiles) -> tuple[DataNode, DataNode]:
     return encoded, label_bytes
 
 
-def _labels(outputs, shard_labels: bool) -> torch.Tensor:
-    if shard_labels:
-        # ``cls`` is the class index as ASCII decimal (the WebDataset convention).
-        return torch.tensor([int(np.asarray(outputs.at(i)).tobytes()) for i in range(len(outputs))], dtype=torch.int64)
+def _shard_labels(outputs, root: Path) -> torch.Tensor:
+    labels = [parse_label(np.asarray(outputs.at(i)).tobytes()) for i in range(len(outputs))]
+    if None in labels:
+        raise TrainError(f"{root}: a sample's cls is not a class index (ASCII decimal); run genint shards verify on it")
+    return torch.tensor(labels, dtype=torch.int64)
+
+
+def _labels(outputs, source: ImageFiles | ShardFiles) -> torch.Tensor:
+    if isinstance(source, ShardFiles):
+        return _shard_labels(outputs, source.root)
     return torch.from_numpy(np.asarray(outputs.as_tensor()).reshape(-1).astype(np.int64))
 
 
@@ -159,7 +159,7 @@ def eval_batches(
 
     Args:
         source: the files or shards to read.
-        config: transform sizes, batch size and threads.
+        config: batch size, and the loader's transform sizes, normalisation and threads.
         device: where the batches go; CUDA decodes with nvJPEG (``mixed``).
         border_px: pixels to cut from each side before resizing.
     Yields:
@@ -170,11 +170,11 @@ def eval_batches(
     on_cuda = device.type == "cuda"
     device_id = (device.index if device.index is not None else torch.cuda.current_device()) if on_cuda else None
 
-    @pipeline_def(batch_size=config.batch_size, num_threads=config.num_threads, device_id=device_id)
+    @pipeline_def(batch_size=config.batch_size, num_threads=config.loader.num_threads, device_id=device_id)
     def pipeline():
         encoded, labels = _read(source)
-        images = _decode(encoded, "mixed" if on_cuda else "cpu", border_px)
-        return eval_transform(images, config), labels
+        images = _decode(encoded, decoder_device(device.type), border_px)
+        return eval_transform(images, config.loader), labels
 
     try:
         pipe = pipeline()
@@ -185,7 +185,7 @@ def eval_batches(
             count = min(remaining, config.batch_size)
             # DALI reuses its output buffers on the next run, so the batch is copied out now.
             batch = torch.from_dlpack(images.as_tensor())[:count].to(device, copy=True)
-            yield batch, _labels(labels, isinstance(source, ShardFiles))[:count].to(device)
+            yield batch, _labels(labels, source)[:count].to(device)
             remaining -= count
     except RuntimeError as error:
         first_line = next((line for line in str(error).splitlines() if line.strip()), "unknown error")

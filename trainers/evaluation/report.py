@@ -24,6 +24,10 @@ def _subset_table(result: EvalResult) -> Table:
     if len(result.subsets) > 1:
         table.add_section()
         table.add_row("total", str(result.samples), _percent(result.top1), _percent(result.top5), style="bold")
+    if result.references:
+        table.add_section()
+    for reference in result.references:
+        table.add_row(f"paper: {reference.model}", "", f"{reference.value:.2f}", "", style="dim")
     return table
 
 
@@ -46,24 +50,23 @@ def _corruption_table(result: EvalResult) -> Table:
     table.add_section()
     mce = "-" if result.mce_percent is None else f"{result.mce_percent:.2f}"
     table.add_row("mCE", *[""] * len(severities), mce, style="bold")
+    for reference in result.references:
+        table.add_row(f"paper: {reference.model}", *[""] * len(severities), f"{reference.value:.2f}", style="dim")
     return table
 
 
 def format_table(result: EvalResult) -> Table:
-    """A rich table of the result, with the paper's reference numbers in its caption.
+    """A rich table of the result, ending with the paper's reference numbers where they apply.
 
     Args:
         result: what ``evaluate`` returned.
     Returns:
-        Per-corruption errors, CE and mCE for ``imagenet-c``; per-set top-1/top-5 otherwise.
+        Per-corruption errors, CE and mCE for ``imagenet-c`` (references in the CE column);
+        per-set top-1/top-5 otherwise (references in the top-1 column).
     """
     table = _corruption_table(result) if result.suite == "imagenet-c" else _subset_table(result)
-    notes = []
     if result.skipped_folders:
-        notes.append(f"left out {len(result.skipped_folders)} unmapped folders")
-    if result.references:
-        notes.append("paper: " + "; ".join(f"{ref.model} {ref.value:.2f} {ref.metric}" for ref in result.references))
-    table.caption = "\n".join(notes) or None
+        table.caption = f"left out {len(result.skipped_folders)} folders outside the mapped classes"
     return table
 
 

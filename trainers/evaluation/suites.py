@@ -122,8 +122,8 @@ def _plan_objectnet(data_dir: Path, config: EvalConfig) -> SuitePlan:
 
 def _plan_imagenet_c(data_dir: Path, config: EvalConfig) -> SuitePlan:
     sets = []
-    for corruption in class_folders(data_dir):
-        severities = class_folders(data_dir / corruption)
+    for corruption in class_folders(data_dir, "one folder per corruption"):
+        severities = class_folders(data_dir / corruption, "severity folders 1..5")
         bad = [name for name in severities if name not in {str(s) for s in SEVERITIES}]
         if bad:
             raise TrainError(f"{data_dir / corruption / bad[0]}: ImageNet-C severity folders must be named 1..5")
