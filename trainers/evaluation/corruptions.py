@@ -56,7 +56,9 @@ def imagecorruptions_module() -> ModuleType:
     corruptions raise, and mCE (which needs all 15) could not be built.
     """
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # it imports pkg_resources, which warns on import
+        # Its imports of pkg_resources and scipy.ndimage.interpolation warn; neither is ours to fix.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
         import imagecorruptions
         from imagecorruptions import corruptions
     corruptions.gaussian = _gaussian_multichannel

@@ -5,7 +5,8 @@ Folders go through ``fn.readers.file`` with their labels, shard streams through
 listing). Decoding is ``mixed`` on CUDA and CPU otherwise; the rest of the graph is the same.
 """
 
-import math
+import bisect
+import itertools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +47,11 @@ class ShardFiles:
 
     root: Path
     shards: list[Path]
-    samples: int
+    shard_samples: list[int]
+
+    @property
+    def samples(self) -> int:
+        return sum(self.shard_samples)
 
 
 def class_folders(root: Path, expected: str = "one subdirectory per class") -> list[str]:
@@ -98,10 +103,10 @@ def shard_files(root: Path) -> ShardFiles:
             committed += intact
     except ShardError as error:
         raise TrainError(f"eval shards: {error}") from None
-    samples = sum(record.samples for _, record in committed)
-    if samples == 0:
+    committed = [(path, record.samples) for path, record in committed if record.samples]
+    if not committed:
         raise TrainError(f"{root}: the manifest lists no committed samples")
-    return ShardFiles(root, [path for path, record in committed if record.samples], samples)
+    return ShardFiles(root, [path for path, _ in committed], [samples for _, samples in committed])
 
 
 def _decode(encoded: DataNode, decode_device: str, border_px: int) -> DataNode:
@@ -176,17 +181,31 @@ def eval_batches(
         images = _decode(encoded, decoder_device(device.type), border_px)
         return eval_transform(images, config.loader), labels
 
-    try:
-        pipe = pipeline()
-        pipe.build()
-        remaining = pipe.epoch_size(_READER)
-        for _ in range(math.ceil(remaining / config.batch_size)):
+    pipe = pipeline()
+    pipe.build()
+    total = pipe.epoch_size(_READER)
+    for start in range(0, total, config.batch_size):
+        try:
             images, labels = pipe.run()
-            count = min(remaining, config.batch_size)
-            # DALI reuses its output buffers on the next run, so the batch is copied out now.
-            batch = torch.from_dlpack(images.as_tensor())[:count].to(device, copy=True)
-            yield batch, _labels(labels, source)[:count].to(device)
-            remaining -= count
-    except RuntimeError as error:
-        first_line = next((line for line in str(error).splitlines() if line.strip()), "unknown error")
-        raise TrainError(f"{source.root}: DALI could not read the eval data ({first_line.strip()})") from None
+        except RuntimeError as error:
+            raise TrainError(f"{source.root}: DALI failed on samples {start}..{start + config.batch_size - 1} "
+                             f"(first: {_sample_name(source, start)}): {_dali_cause(error)}") from None
+        count = min(total - start, config.batch_size)
+        # DALI reuses its output buffers on the next run, so the batch is copied out now.
+        batch = torch.from_dlpack(images.as_tensor())[:count].to(device, copy=True)
+        yield batch, _labels(labels, source)[:count].to(device)
+
+
+def _dali_cause(error: RuntimeError) -> str:
+    """The line of a DALI pipeline error that says what went wrong (it follows ``encountered:``)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    after = lines.index("encountered:") + 1 if "encountered:" in lines else 0
+    return lines[after] if after < len(lines) else "unknown DALI error"
+
+
+def _sample_name(source: ImageFiles | ShardFiles, position: int) -> str:
+    if isinstance(source, ImageFiles):
+        return str(source.files[position])
+    ends = list(itertools.accumulate(source.shard_samples))
+    shard = bisect.bisect_right(ends, position)
+    return f"{source.shards[shard]} sample {position - (ends[shard - 1] if shard else 0)}"
