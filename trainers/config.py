@@ -1,8 +1,20 @@
-"""Configuration of training: the model and the streams mixed in each step (Eq. 1)."""
+"""Configuration of training: the model, the streams mixed in each step (Eq. 1), the objective,
+the optimiser and its schedule, checkpoints and the DeepSpeed pass-through."""
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeFloat, NonNegativeInt, PositiveFloat, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+)
+
+from trainers.data.config import LoaderConfig
 
 
 class StreamConfig(BaseModel):
@@ -21,14 +33,69 @@ class StreamConfig(BaseModel):
     )
 
 
+class ObjectiveConfig(BaseModel):
+    """Which loss turns the mixed batch's logits into the training loss."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["cross_entropy_mix", "irm"] = Field(
+        default="cross_entropy_mix",
+        description="cross_entropy_mix: Eq. 1; irm: Eq. 1 plus the IRMv1 penalty with each stream an environment",
+    )
+    irm_weight: NonNegativeFloat = Field(default=1.0, description="irm: penalty weight once annealing is over")
+    irm_anneal_steps: NonNegativeInt = Field(default=0, description="irm: steps with penalty weight 1 before irm_weight")
+
+
+class OptimizerConfig(BaseModel):
+    """The optimiser and its learning-rate schedule."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Literal["sgd", "adamw"] = Field(default="sgd", description="sgd: the paper's; adamw: with linear warm-up")
+    lr: PositiveFloat = Field(default=0.1, description="peak learning rate")
+    momentum: NonNegativeFloat = Field(default=0.9, description="sgd momentum")
+    weight_decay: NonNegativeFloat = Field(default=1e-4)
+    decay_every: PositiveInt = Field(default=30, description="sgd: multiply lr by decay_factor every this many units")
+    decay_unit: Literal["epochs", "steps"] = Field(default="epochs", description="unit of decay_every")
+    decay_factor: PositiveFloat = Field(default=0.1, le=1.0, description="sgd: lr multiplier at each decay")
+    warmup_steps: NonNegativeInt = Field(default=0, description="adamw: steps of linear warm-up to lr")
+
+
 class TrainConfig(BaseModel):
-    """The classifier and its stream mix."""
+    """The classifier, its stream mix and how it is optimised and checkpointed."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"] = "resnet152"
+    num_classes: PositiveInt = Field(default=1000, description="classifier outputs")
+    pretrained: str | None = Field(
+        default=None,
+        description="fine-tune from torchvision weights by name (e.g. IMAGENET1K_V2) or a local state_dict file",
+    )
     streams: dict[str, StreamConfig] = Field(
         default_factory=lambda: {"original": StreamConfig(batch_size=256)}
+    )
+    data: LoaderConfig = Field(default_factory=LoaderConfig)
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
+    max_steps: PositiveInt = Field(default=1000, description="optimiser steps of the whole run (across resumes)")
+    steps_per_epoch: PositiveInt | None = Field(
+        default=None, description="steps that make an epoch; needed when optimizer.decay_unit is epochs"
+    )
+    zero_stage: Literal[0, 1] = Field(default=1, description="DeepSpeed ZeRO stage")
+    gradient_clipping: NonNegativeFloat = Field(default=0.0, description="max gradient norm; 0 disables clipping")
+    channels_last: bool = Field(default=True, description="CUDA only: NHWC memory format for convolutions")
+    seed: NonNegativeInt = Field(default=0, description="seeds model init, RNGs and the loaders")
+    checkpoint_every_steps: PositiveInt = Field(default=1000, description="save a checkpoint every this many steps")
+    keep_checkpoints: PositiveInt = Field(default=2, description="newest checkpoints kept on disk")
+    report_every_steps: PositiveInt = Field(
+        default=10, description="steps between worker reports to the driver (each report syncs the workers)"
+    )
+    max_failures: NonNegativeInt = Field(
+        default=3, description="worker-group restarts (from the latest checkpoint) before the run fails"
+    )
+    deepspeed: dict[str, Any] = Field(
+        default_factory=dict, description="extra DeepSpeed config keys, merged last over the derived config"
     )
 
     @field_validator("streams")
@@ -37,3 +104,13 @@ class TrainConfig(BaseModel):
         if not any(stream.batch_size > 0 for stream in streams.values()):
             raise ValueError("needs at least one stream with batch_size > 0")
         return streams
+
+    @property
+    def active_streams(self) -> dict[str, StreamConfig]:
+        """The streams read each step (batch_size > 0), in config order."""
+        return {name: stream for name, stream in self.streams.items() if stream.batch_size > 0}
+
+    @property
+    def micro_batch_size(self) -> int:
+        """Samples in one mixed step on one worker: the summed stream batch sizes."""
+        return sum(stream.batch_size for stream in self.streams.values())

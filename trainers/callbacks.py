@@ -1,0 +1,88 @@
+"""What the training loop reports, and the callback objects that receive it.
+
+Workers build one ``StepReport`` per step; the driver hands every rank's reports to each
+callback's ``on_step`` (the cluster layer turns them into Prometheus metrics), then
+``on_checkpoint`` and ``on_end``. Reports are plain data so they cross Ray as dicts.
+"""
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from trainers.batches import StreamStats
+
+
+@dataclass
+class StepReport:
+    """One rank's step: what it read, how long it took and the losses (Eq. 1 terms)."""
+
+    step: int
+    rank: int
+    samples: dict[str, int]
+    stream_losses: dict[str, float]
+    loss: float
+    step_s: float
+    data_wait_s: float
+    lr: float
+    stats: dict[str, StreamStats] = field(default_factory=dict)
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """Plain nested dicts (what ``ray.train.report`` carries)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "StepReport":
+        stats = {stream: StreamStats(**values) for stream, values in data["stats"].items()}
+        return cls(**{**data, "stats": stats})
+
+
+@dataclass
+class CheckpointReport:
+    """A checkpoint every rank has finished writing."""
+
+    step: int
+    path: Path
+
+
+@dataclass
+class TrainResult:
+    """How a run ended: the last step, the newest checkpoint and the last loss of each rank."""
+
+    steps: int
+    checkpoint: Path | None
+    final_losses: dict[int, float]
+
+
+class TrainCallback:
+    """Base class: override the hooks you need. They run in the driver process, in step order."""
+
+    def on_step(self, report: StepReport) -> None:
+        """Called once per rank per step."""
+
+    def on_checkpoint(self, report: CheckpointReport) -> None:
+        """Called once per checkpoint, after every rank has saved it."""
+
+    def on_end(self, result: TrainResult) -> None:
+        """Called once when the run has finished."""
+
+
+class History(TrainCallback):
+    """Keeps every report in memory (notebooks, tests, the end-of-run summary)."""
+
+    def __init__(self) -> None:
+        self.steps: list[StepReport] = []
+        self.checkpoints: list[CheckpointReport] = []
+        self.result: TrainResult | None = None
+
+    def on_step(self, report: StepReport) -> None:
+        self.steps.append(report)
+
+    def on_checkpoint(self, report: CheckpointReport) -> None:
+        self.checkpoints.append(report)
+
+    def on_end(self, result: TrainResult) -> None:
+        self.result = result
+
+    def losses(self, rank: int = 0) -> list[float]:
+        """Total loss of each step of ``rank``, in step order."""
+        return [report.loss for report in self.steps if report.rank == rank]

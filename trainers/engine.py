@@ -1,0 +1,69 @@
+"""Build the DeepSpeed engine for one worker from the training config."""
+
+import os
+import random
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from trainers.config import TrainConfig
+from trainers.deepspeed_config import deepspeed_config, step_schedule
+from trainers.models import build_model
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA) RNGs."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def memory_format(config: TrainConfig, device: torch.device) -> torch.memory_format:
+    """channels_last on CUDA when configured (faster convolutions with bf16); contiguous otherwise."""
+    return torch.channels_last if config.channels_last and device.type == "cuda" else torch.contiguous_format
+
+
+def build_engine(config: TrainConfig, device: torch.device):
+    """The classifier wrapped by ``deepspeed.initialize`` (the process group must exist).
+
+    Args:
+        config: model, optimiser, schedule and DeepSpeed settings.
+        device: the worker's device; CUDA selects bf16 and channels_last.
+    Returns:
+        the DeepSpeed engine (its optimiser and LR scheduler are attached to it).
+    """
+    import deepspeed  # imported late: DS_ACCELERATOR must be set before deepspeed picks its accelerator
+
+    # Same initial weights on every rank (DeepSpeed also broadcasts rank 0's at initialize).
+    seed_everything(config.seed)
+    model = build_model(config.model, config.num_classes, config.pretrained)
+    model = model.to(device, memory_format=memory_format(config, device))
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        model_parameters=model.parameters(),
+        config=deepspeed_config(config, use_cuda=device.type == "cuda"),
+        lr_scheduler=step_schedule(config),
+    )
+    return engine
+
+
+@contextmanager
+def local_process_group() -> Iterator[None]:
+    """A one-process gloo group, for running a worker's engine in this process (tests, benchmarks).
+
+    Ray Train creates the group for real workers; DeepSpeed needs one either way.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # DeepSpeed reads the launcher's variables even when the group already exists.
+    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()

@@ -1,0 +1,109 @@
+"""Classifiers: torchvision ResNets built from config, fine-tuned from weights, loaded for evaluation."""
+
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from trainers.errors import TrainError
+
+ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+
+
+def _check_arch(arch: str) -> None:
+    if arch not in ARCHITECTURES:
+        raise TrainError(f"model {arch!r} is not supported (choose one of {', '.join(ARCHITECTURES)})")
+
+
+def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        # weights_only: a weights file is data, never code.
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError) as error:
+        raise TrainError(f"weights {path}: cannot load a state_dict ({str(error).splitlines()[0]})") from None
+    if not isinstance(state, dict):
+        raise TrainError(f"weights {path}: expected a state_dict (a dict of tensors), got {type(state).__name__}")
+    return state
+
+
+def _torchvision_state_dict(arch: str, name: str) -> dict[str, torch.Tensor]:
+    """Weights published by torchvision for ``arch``: ``IMAGENET1K_V1`` or ``ResNet50_Weights.IMAGENET1K_V2``."""
+    qualified = name if "." in name else f"{torchvision.models.get_model_weights(arch).__name__}.{name}"
+    try:
+        weights = torchvision.models.get_weight(qualified)
+    except (ValueError, KeyError, AttributeError):
+        raise TrainError(f"weights {name!r}: neither a local file nor torchvision weights of {arch}") from None
+    return weights.get_state_dict(progress=False)
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str, new_head_ok: bool) -> None:
+    """Load ``state`` into ``model`` strictly; with ``new_head_ok`` a classifier head of another
+    class count is left freshly initialised (fine-tuning to another label set)."""
+    if new_head_ok and state.get("fc.weight") is not None and state["fc.weight"].shape != model.fc.weight.shape:
+        state = {key: value for key, value in state.items() if not key.startswith("fc.")}
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:
+        detail = " ".join(str(error).split())[:200]
+        raise TrainError(f"weights {source}: do not fit the model ({detail}); check the model and its class count") from None
+    if new_head_ok:
+        missing = [key for key in missing if not key.startswith("fc.")]
+    if missing or unexpected:
+        raise TrainError(
+            f"weights {source}: do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]}); "
+            "check the model name and the weights"
+        )
+
+
+def build_model(arch: str, num_classes: int, pretrained: str | None = None) -> nn.Module:
+    """A torchvision ResNet with ``num_classes`` outputs.
+
+    Args:
+        arch: resnet18 .. resnet152.
+        num_classes: classifier outputs.
+        pretrained: None (random init), a local state_dict file, or torchvision weights by name
+            (downloaded by torchvision; the classifier head is replaced if the class count differs).
+    """
+    _check_arch(arch)
+    model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    if pretrained is not None:
+        path = Path(pretrained)
+        state = _load_state_dict_file(path) if path.is_file() else _torchvision_state_dict(arch, pretrained)
+        load_weights(model, state, pretrained, new_head_ok=True)
+    return model
+
+
+def _deepspeed_module_state(directory: Path) -> dict[str, torch.Tensor]:
+    """The model weights of the newest checkpoint in a DeepSpeed checkpoint directory."""
+    latest = directory / "latest"
+    if not latest.is_file():
+        raise TrainError(f"checkpoint {directory}: no 'latest' file; is this a genint checkpoint directory?")
+    states = directory / latest.read_text().strip() / "mp_rank_00_model_states.pt"
+    try:
+        # ZeRO 0/1 keeps full weights in the model-states file; it also pickles client state, hence not weights_only.
+        return torch.load(states, map_location="cpu", weights_only=False)["module"]
+    except (OSError, KeyError, RuntimeError) as error:
+        raise TrainError(f"checkpoint {states}: cannot read model weights ({str(error).splitlines()[0]})") from None
+
+
+def load_classifier(path_or_name: str | Path, arch: str, num_classes: int) -> nn.Module:
+    """A trained classifier in eval mode, in float32 on CPU.
+
+    Args:
+        path_or_name: a genint checkpoint directory (DeepSpeed), a state_dict file, or torchvision
+            weights by name.
+        arch: resnet18 .. resnet152.
+        num_classes: classifier outputs the weights were trained for.
+    """
+    _check_arch(arch)
+    model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    path = Path(path_or_name)
+    if path.is_dir():
+        state = {key: value.float() if value.is_floating_point() else value for key, value in _deepspeed_module_state(path).items()}
+    elif path.is_file():
+        state = _load_state_dict_file(path)
+    else:
+        state = _torchvision_state_dict(arch, str(path_or_name))
+    load_weights(model, state, str(path_or_name), new_head_ok=False)
+    return model.eval()

@@ -1,0 +1,98 @@
+"""Training objectives over one mixed batch, chosen by name in config (``train.objective.name``).
+
+An objective sees the logits of the whole concatenated batch, the labels, and one ``Segment``
+per stream that is present this step; it returns the total loss and each stream's mean
+cross-entropy (for metrics). Streams are environments for objectives that need them (IRM).
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+
+from trainers.config import ObjectiveConfig
+
+
+@dataclass(frozen=True)
+class Segment:
+    """The rows ``start:stop`` of the mixed batch that came from ``stream``, weighted by ``weight``."""
+
+    stream: str
+    weight: float
+    start: int
+    stop: int
+
+
+@dataclass
+class ObjectiveOutput:
+    """The loss to backpropagate and the detached per-stream mean cross-entropies."""
+
+    loss: torch.Tensor
+    stream_losses: dict[str, float]
+    extra: dict[str, float]
+
+
+class Objective(Protocol):
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, segments: list[Segment], step: int) -> ObjectiveOutput: ...
+
+
+def stream_cross_entropies(logits: torch.Tensor, labels: torch.Tensor, segments: list[Segment]) -> list[torch.Tensor]:
+    """Each segment's mean cross-entropy, in segment order (float32 even for bf16 logits)."""
+    return [F.cross_entropy(logits[s.start : s.stop].float(), labels[s.start : s.stop]) for s in segments]
+
+
+class CrossEntropyMix:
+    """Eq. 1: the sum over streams of weight x that stream's mean cross-entropy."""
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, segments: list[Segment], step: int) -> ObjectiveOutput:
+        losses = stream_cross_entropies(logits, labels, segments)
+        total = sum(s.weight * loss for s, loss in zip(segments, losses))
+        return ObjectiveOutput(total, {s.stream: loss.item() for s, loss in zip(segments, losses)}, {})
+
+
+def irm_penalty(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """IRMv1 penalty of one environment: the squared gradient of its risk w.r.t. a dummy scale 1.0.
+
+    It is zero exactly when scaling the logits cannot lower this environment's risk, i.e. when
+    the classifier is already optimal for it at scale 1.
+    """
+    scale = torch.ones((), device=logits.device, requires_grad=True)
+    risk = F.cross_entropy(logits.float() * scale, labels)
+    # create_graph: the penalty itself is differentiated by the backward pass.
+    (gradient,) = torch.autograd.grad(risk, [scale], create_graph=True)
+    return gradient.pow(2)
+
+
+class InvariantRiskMinimisation:
+    """Eq. 1 plus the IRMv1 penalty summed over environments (streams).
+
+    As in the IRM reference code, the penalty weight is 1 for the first ``anneal_steps`` steps,
+    then ``weight``; when it exceeds 1 the whole loss is divided by it so the gradient scale
+    (and the learning rate that suits it) does not jump at the switch.
+    """
+
+    def __init__(self, weight: float, anneal_steps: int) -> None:
+        self.weight = weight
+        self.anneal_steps = anneal_steps
+
+    def __call__(self, logits: torch.Tensor, labels: torch.Tensor, segments: list[Segment], step: int) -> ObjectiveOutput:
+        mix = CrossEntropyMix()(logits, labels, segments, step)
+        penalty = sum(irm_penalty(logits[s.start : s.stop], labels[s.start : s.stop]) for s in segments)
+        penalty_weight = self.weight if step >= self.anneal_steps else 1.0
+        loss = mix.loss + penalty_weight * penalty
+        if penalty_weight > 1.0:
+            loss = loss / penalty_weight
+        return ObjectiveOutput(loss, mix.stream_losses, {"irm_penalty": penalty.item(), "irm_penalty_weight": penalty_weight})
+
+
+OBJECTIVES: dict[str, Callable[[ObjectiveConfig], Objective]] = {
+    "cross_entropy_mix": lambda config: CrossEntropyMix(),
+    "irm": lambda config: InvariantRiskMinimisation(config.irm_weight, config.irm_anneal_steps),
+}
+
+
+def build_objective(config: ObjectiveConfig) -> Objective:
+    """The objective named by ``config.name`` (one of ``OBJECTIVES``)."""
+    return OBJECTIVES[config.name](config)

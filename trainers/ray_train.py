@@ -1,0 +1,162 @@
+"""The entry point the cluster layer calls: N Ray Train workers, each a DeepSpeed engine.
+
+Workers send their step reports with ``ray.train.report``; Ray Train's controller hands them to
+a ``UserCallback`` that forwards them over a Ray queue to the driver, where the caller's
+``TrainCallback`` objects run (so they may hold driver-side state such as a Prometheus registry).
+"""
+
+import logging
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import ray
+import ray.train
+import torch
+from ray.train import FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchConfig, TorchTrainer
+from ray.train.v2.api.callback import UserCallback
+from ray.util.queue import Queue
+
+from trainers.callbacks import CheckpointReport, StepReport, TrainCallback, TrainResult
+from trainers.config import TrainConfig
+from trainers.deepspeed_config import deepspeed_config, step_schedule
+from trainers.errors import TrainError
+from trainers.loop import SourceFactory, run_worker
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_SUBDIR = "checkpoints"
+_DONE = "done"
+
+
+class _ForwardReports(UserCallback):
+    """Runs in Ray Train's controller: puts every round of worker reports on the driver's queue."""
+
+    def __init__(self, queue: Queue) -> None:
+        self.queue = queue
+
+    def after_report(self, run_context, metrics: list[dict], checkpoint) -> None:
+        self.queue.put(metrics)
+
+
+def _worker(args: dict) -> None:
+    """One Ray Train worker (the process group is already initialised by Ray Train)."""
+    if not args["use_gpu"]:
+        # DeepSpeed picks its accelerator on import; the CPU one runs its collectives over gloo.
+        os.environ["DS_ACCELERATOR"] = "cpu"
+    device = ray.train.torch.get_device() if args["use_gpu"] else torch.device("cpu")
+    run_worker(args["config"], args["make_source"], Path(args["checkpoint_dir"]), device, ray.train.report)
+
+
+class _Dispatcher:
+    """Drains the report queue in a driver thread and calls the callbacks in step order."""
+
+    def __init__(self, queue: Queue, callbacks: list[TrainCallback]) -> None:
+        self.queue, self.callbacks = queue, callbacks
+        self.last_step, self.final_losses, self.checkpoint = 0, {}, None
+        self.thread = threading.Thread(target=self._run, name="train-reports", daemon=True)
+
+    def _run(self) -> None:
+        while (rounds := self.queue.get()) != _DONE:
+            self._dispatch(rounds)
+
+    def _dispatch(self, rounds: list[dict]) -> None:
+        per_rank = [[StepReport.from_dict(step) for step in payload["steps"]] for payload in rounds]
+        for reports in zip(*per_rank):
+            for report in reports:
+                self.final_losses[report.rank] = report.loss
+                self.last_step = report.step
+                for callback in self.callbacks:
+                    callback.on_step(report)
+        saved = rounds[0]["checkpoint"]
+        if saved is not None:
+            self.checkpoint = Path(saved["path"])
+            for callback in self.callbacks:
+                callback.on_checkpoint(CheckpointReport(saved["step"], self.checkpoint))
+
+
+def _validate(config: TrainConfig, num_workers: int) -> None:
+    """Fail in the driver, before any worker starts, on what would fail in every worker."""
+    if num_workers < 1:
+        raise TrainError(f"num_workers must be >= 1 (got {num_workers})")
+    step_schedule(config)
+    deepspeed_config(config, use_cuda=False)
+    if config.pretrained is not None and not Path(config.pretrained).is_file() and os.sep in config.pretrained:
+        raise TrainError(f"train.pretrained {config.pretrained}: file not found")
+
+
+def _worker_error(error: ray.train.TrainingFailedError) -> Exception:
+    """The first TrainError a worker raised (one line for the CLI), else the Ray error itself."""
+    for failure in getattr(error, "worker_failures", {}).values():
+        cause = failure.as_instanceof_cause() if isinstance(failure, ray.exceptions.RayTaskError) else failure
+        if isinstance(cause, TrainError):
+            return TrainError(str(cause).splitlines()[0])
+    return error
+
+
+def train(
+    config: TrainConfig,
+    make_source: SourceFactory,
+    output_dir: Path,
+    callbacks: list[TrainCallback] = (),
+    num_workers: int = 1,
+    use_gpu: bool = False,
+    resume: bool = True,
+    worker_resources: dict[str, float] | None = None,
+) -> TrainResult:
+    """Train with ``num_workers`` Ray Train workers (one DeepSpeed engine each) until ``config.max_steps``.
+
+    Needs a running Ray (``ray.init``). Checkpoints go to ``output_dir/checkpoints`` (on shared
+    storage when workers span nodes); a worker failure restarts the group from the latest one.
+
+    Args:
+        config: the training config.
+        make_source: builds a stream's ``BatchSource`` on a worker (it is pickled to the workers).
+        output_dir: the job's training directory.
+        callbacks: receive every rank's step reports, checkpoints and the end, in the driver.
+        num_workers: data-parallel workers.
+        use_gpu: one GPU per worker (bf16, NCCL); else CPU (fp32, gloo).
+        resume: continue from the newest checkpoint in ``output_dir``; False deletes old checkpoints first.
+        worker_resources: Ray resources of each worker (e.g. ``{"CPU": 4, "trainer": 1}``); Ray Train's default if None.
+    Returns:
+        the last step, the newest checkpoint and each rank's last loss.
+    Raises:
+        TrainError: bad config, or a worker's TrainError (e.g. bad data) after the retries.
+    """
+    _validate(config, num_workers)
+    output_dir = Path(output_dir).absolute()
+    checkpoint_dir = output_dir / CHECKPOINT_SUBDIR
+    if not resume and checkpoint_dir.exists():
+        logger.info("resume=False: removing old checkpoints in %s", checkpoint_dir)
+        shutil.rmtree(checkpoint_dir)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    # No CPU reserved: the queue only relays small dicts.
+    queue = Queue(actor_options={"num_cpus": 0})
+    dispatcher = _Dispatcher(queue, list(callbacks))
+    trainer = TorchTrainer(
+        _worker,
+        train_loop_config={"config": config, "make_source": make_source, "checkpoint_dir": str(checkpoint_dir), "use_gpu": use_gpu},
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=worker_resources),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        run_config=RunConfig(
+            name="train",
+            storage_path=str(output_dir / "ray"),
+            failure_config=FailureConfig(max_failures=config.max_failures),
+            callbacks=[_ForwardReports(queue)],
+        ),
+    )
+    dispatcher.thread.start()
+    try:
+        trainer.fit()
+    except ray.train.TrainingFailedError as error:
+        raise _worker_error(error) from error
+    finally:
+        queue.put(_DONE)
+        dispatcher.thread.join()
+        ray.kill(queue.actor)
+    result = TrainResult(dispatcher.last_step, dispatcher.checkpoint, dispatcher.final_losses)
+    for callback in callbacks:
+        callback.on_end(result)
+    return result
