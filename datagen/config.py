@@ -1,14 +1,63 @@
-"""Configuration of the generation service (the generator actor pool)."""
+"""Configuration of the generation service: generator, directions, strategy and the actor pool."""
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
+
+from datagen.directions import DirectionsConfig
+from datagen.generators.cvae_config import CvaeTrainConfig
+from datagen.strategies import StrategyConfig
+
+
+class GeneratorConfig(BaseModel):
+    """Which generator makes the images and where its weights come from."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["biggan", "cvae"] = "biggan"
+    weights: str | None = Field(
+        default=None,
+        description="BigGAN: a model name (biggan-deep-128/256/512, downloads) or a local directory; "
+        "CVAE: a directory; default biggan-deep-256 or OUTPUT/generator for the CVAE",
+    )
+    precision: Literal["fp32", "bf16", "fp16"] = Field(default="bf16", description="on CUDA; CPU always runs fp32")
+    train: CvaeTrainConfig = Field(default_factory=CvaeTrainConfig, description="`genint generator train` (CVAE)")
+    train_stream: str = Field(default="original", description="the stream the CVAE is trained on")
 
 
 class DatagenConfig(BaseModel):
-    """How many generator actors run and on which device."""
+    """The generator actor pool and what each actor generates."""
 
     model_config = ConfigDict(extra="forbid")
 
     actors: NonNegativeInt = Field(default=1, description="generator actors; 0 turns generation off")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    actor_resources: dict[str, PositiveFloat] = Field(
+        default_factory=dict, description="custom Ray resources each actor requests, e.g. {datagen: 1}"
+    )
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    directions: DirectionsConfig = Field(default_factory=DirectionsConfig)
+    strategy: StrategyConfig = Field(default_factory=lambda: StrategyConfig(preset="paper"))
+    stream: str = Field(default="interventional", pattern=r"^[A-Za-z0-9_]+$")
+    classes: list[NonNegativeInt] | None = Field(default=None, description="classes to generate; default all")
+    seeds_per_unit: PositiveInt = Field(default=10, description="seeds per work unit (the unit of resume)")
+    seed: int = Field(default=0, description="job seed: with the unit it fixes every latent and offset")
+    batch_size: PositiveInt = Field(default=32, description="images per generator forward pass")
+    image_format: Literal["jpg", "png"] = "jpg"
+    jpeg_quality: int = Field(default=95, ge=1, le=100)
+
+    def directions_path(self, output_dir: Path) -> Path:
+        return self.directions.path or Path(output_dir) / "directions.npz"
+
+    def weights_path(self, output_dir: Path) -> str:
+        if self.generator.weights is not None:
+            return self.generator.weights
+        return "biggan-deep-256" if self.generator.kind == "biggan" else str(Path(output_dir) / "generator")

@@ -127,14 +127,20 @@ def random_biggan(config: BigGANConfig, seed: int = 0) -> BigGAN:
     """A random-initialised BigGAN (for tests and speed benchmarks; no download).
 
     The library leaves the final unconditional batch norm's affine parameters uninitialised
-    (``torch.Tensor(n)``), so they are set to the identity here.
+    (``torch.Tensor(n)``), so they are set to the identity here; and spectral norm's singular
+    vectors start random, so a few training-mode passes run its power iteration until the
+    normalised weights stop blowing activations up.
     """
     torch.manual_seed(seed)
     model = BigGAN(config)
     with torch.no_grad():
         model.generator.bn.weight.fill_(1.0)
         model.generator.bn.bias.zero_()
-    return model
+        model.train()
+        classes = torch.nn.functional.one_hot(torch.arange(2) % config.num_classes, config.num_classes).float()
+        for _ in range(20):
+            model(torch.zeros(2, config.z_dim), classes, 1.0)
+    return model.eval()
 
 
 def tiny_biggan_config(num_classes: int = 10, image_size: int = 32, z_dim: int = 16, channel_width: int = 4) -> BigGANConfig:

@@ -1,0 +1,222 @@
+"""The generator actor pool: hands work units to Ray actors, replaces dead ones, and resizes live.
+
+Exactly-once comes from the manifest, not from the pool: a unit an actor was working on when it
+died (or had made but not yet committed) goes back to the queue, and whoever takes it next resumes
+after the samples the manifest holds. Each actor slot keeps its writer id across replacements, so
+the new writer clears its predecessor's uncommitted files.
+"""
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import ray
+from ray.exceptions import RayActorError
+
+from datagen.actors import ActorSettings, GeneratorActor, UnitReport
+from datagen.errors import DatagenError
+from datagen.units import WorkUnit
+from shards.manifest import Manifest
+
+
+@dataclass(frozen=True)
+class PoolEvent:
+    """Progress for the callbacks: ``kind`` is unit, shards, restart or resize."""
+
+    kind: str
+    writer_id: str = ""
+    images: int = 0
+    shards: int = 0
+    seconds: float = 0.0
+    actors: int = 0
+
+
+@dataclass
+class PoolReport:
+    """Totals of one ``run``."""
+
+    units: int = 0
+    images: int = 0
+    shards: int = 0
+    restarts: int = 0
+
+
+@dataclass
+class _Slot:
+    writer_id: str
+    handle: "ray.actor.ActorHandle"
+    uncommitted: list[WorkUnit] = field(default_factory=list)  # returned units whose tail may be unwritten
+    retiring: bool = False
+
+
+class GeneratorPool:
+    """Runs ``units`` on ``size`` generator actors until the manifest holds all of them."""
+
+    def __init__(
+        self,
+        settings: ActorSettings,
+        units: list[WorkUnit],
+        size: int,
+        on_event: Callable[[PoolEvent], None] = lambda event: None,
+        use_gpu: bool = False,
+        poll_interval_s: float = 0.5,
+    ):
+        if size < 1:
+            raise DatagenError(f"datagen.actors must be >= 1 to generate (got {size})")
+        self.settings = settings
+        self.units = units
+        self.on_event = on_event
+        self.poll_interval_s = poll_interval_s
+        self.stream_dir = settings.store_dir / settings.datagen.stream
+        self._actor_class = ray.remote(GeneratorActor).options(
+            num_cpus=0 if use_gpu else 1,
+            num_gpus=1 if use_gpu else 0,
+            resources=dict(settings.datagen.actor_resources),
+            max_restarts=0,  # the pool replaces dead actors itself, so it knows which units to requeue
+        )
+        self._slots: dict[str, _Slot] = {}
+        self._target = size
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self.report = PoolReport()
+
+    # -- control, callable from other threads ------------------------------------------------
+
+    def resize(self, size: int) -> None:
+        """Grow or shrink the pool; shrinking lets each retired actor finish its unit first."""
+        if size < 1:
+            raise DatagenError(f"a running generator pool needs >= 1 actor (got {size})")
+        with self._lock:
+            self._target = size
+
+    def stop(self) -> None:
+        """End ``run`` early: in-flight units finish, nothing is half-committed, a rerun resumes."""
+        self._stop.set()
+
+    def actor_handles(self) -> dict[str, "ray.actor.ActorHandle"]:
+        with self._lock:
+            return {slot.writer_id: slot.handle for slot in self._slots.values()}
+
+    @property
+    def size(self) -> int:
+        with self._lock:
+            return sum(not slot.retiring for slot in self._slots.values())
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _pending_units(self) -> deque[WorkUnit]:
+        progress = Manifest(self.stream_dir).unit_progress()
+        return deque(unit for unit in self.units if not (unit.unit_id in progress and progress[unit.unit_id].done))
+
+    def _start_actor(self, writer_id: str) -> None:
+        handle = self._actor_class.remote(self.settings, writer_id)
+        self._slots[writer_id] = _Slot(writer_id, handle)
+
+    def _apply_target(self, busy: set[str]) -> None:
+        with self._lock:
+            active = sorted((slot for slot in self._slots.values() if not slot.retiring), key=lambda slot: int(slot.writer_id[1:]))
+            for slot in active[self._target :]:
+                slot.retiring = True
+            free_ids = (f"g{index}" for index in range(10**6) if f"g{index}" not in self._slots)
+            for _ in range(self._target - len(active)):
+                self._start_actor(next(free_ids))
+            changed = len(active) != self._target
+        if changed:
+            self.on_event(PoolEvent("resize", actors=self._target))
+
+    def _retire_idle(self, busy: set[str], pending: deque[WorkUnit]) -> None:
+        for slot in [slot for slot in self._slots.values() if slot.retiring and slot.writer_id not in busy]:
+            self._close_slot(slot, pending)
+            with self._lock:
+                del self._slots[slot.writer_id]
+            ray.kill(slot.handle)
+
+    def _close_slot(self, slot: _Slot, pending: deque[WorkUnit]) -> None:
+        try:
+            shards = ray.get(slot.handle.close.remote())
+            slot.uncommitted.clear()
+            self.report.shards += shards
+            self.on_event(PoolEvent("shards", slot.writer_id, shards=shards))
+        except RayActorError:
+            self._requeue(slot, pending)
+
+    def _requeue(self, slot: _Slot, pending: deque[WorkUnit], current: WorkUnit | None = None) -> None:
+        progress = Manifest(self.stream_dir).unit_progress()
+        lost = slot.uncommitted + ([current] if current else [])
+        for unit in lost:
+            if not (unit.unit_id in progress and progress[unit.unit_id].done):
+                pending.appendleft(unit)
+        slot.uncommitted.clear()
+
+    def _replace(self, slot: _Slot, pending: deque[WorkUnit], current: WorkUnit) -> None:
+        self._requeue(slot, pending, current)
+        self.report.restarts += 1
+        self.on_event(PoolEvent("restart", slot.writer_id))
+        with self._lock:
+            del self._slots[slot.writer_id]
+            if not slot.retiring:
+                self._start_actor(slot.writer_id)
+
+    def _finished(self, slot: _Slot, unit: WorkUnit, result: UnitReport) -> None:
+        slot.uncommitted.append(unit)
+        self.report.units += 1
+        self.report.images += result.images
+        self.report.shards += result.shards_committed
+        self.on_event(PoolEvent("unit", result.writer_id, result.images, result.shards_committed, result.seconds))
+
+    def run(self) -> PoolReport:
+        """Generate until every unit is in the manifest (or ``stop``); return the totals.
+
+        Raises:
+            DatagenError: when an actor cannot start (bad weights, directions) or a unit fails.
+        """
+        pending = self._pending_units()
+        in_flight: dict[ray.ObjectRef, tuple[str, WorkUnit]] = {}
+        while True:
+            busy = {writer_id for writer_id, _ in in_flight.values()}
+            self._apply_target(busy)
+            self._retire_idle(busy, pending)
+            if not self._stop.is_set():
+                for slot in list(self._slots.values()):
+                    if pending and not slot.retiring and slot.writer_id not in busy:
+                        unit = pending.popleft()
+                        in_flight[slot.handle.run_unit.remote(unit)] = (slot.writer_id, unit)
+                        busy.add(slot.writer_id)
+            if not in_flight:
+                if pending and not self._stop.is_set():
+                    continue
+                if self._close_all(pending) or self._stop.is_set():
+                    break
+                continue
+            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=self.poll_interval_s)
+            for reference in ready:
+                writer_id, unit = in_flight.pop(reference)
+                slot = self._slots[writer_id]
+                try:
+                    self._finished(slot, unit, ray.get(reference))
+                except RayActorError as error:
+                    if error.actor_init_failed:
+                        raise DatagenError(f"generator actor {writer_id} failed to start: {_first_line(error)}") from None
+                    self._replace(slot, pending, unit)
+                except ray.exceptions.RayTaskError as error:
+                    raise DatagenError(f"generator actor {writer_id}, unit {unit.unit_id}: {_first_line(error)}") from None
+        return self.report
+
+    def _close_all(self, pending: deque[WorkUnit]) -> bool:
+        """Commit every actor's open shard; True when nothing had to be requeued."""
+        for slot in list(self._slots.values()):
+            self._close_slot(slot, pending)
+        return not pending
+
+    def shutdown(self) -> None:
+        """Kill every actor (after ``run``; their writers are closed by then)."""
+        with self._lock:
+            for slot in self._slots.values():
+                ray.kill(slot.handle)
+            self._slots.clear()
+
+
+def _first_line(error: BaseException) -> str:
+    cause = getattr(error, "cause", None) or error
+    return str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__

@@ -1,0 +1,119 @@
+"""Turning a work unit into shard samples: specs -> latents -> edits -> images -> encoded samples.
+
+No Ray here: the actor wraps this, and tests and benchmarks call it directly.
+"""
+
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+from datagen.directions import Directions
+from datagen.generators.base import Generator
+from datagen.strategies import (
+    SampleSpec,
+    StrategyConfig,
+    component_ranges,
+    intervene,
+    seed_specs,
+)
+from datagen.units import WorkUnit
+
+
+@dataclass(frozen=True)
+class ImageEncoding:
+    """How generated images are stored in shards."""
+
+    image_format: Literal["jpg", "png"] = "jpg"
+    jpeg_quality: int = 95
+
+    def encode(self, image: torch.Tensor) -> bytes:
+        """A (3, H, W) tensor in [0, 1] as JPEG or PNG bytes (deterministic for the same pixels)."""
+        pixels = (image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        buffer = io.BytesIO()
+        if self.image_format == "jpg":
+            Image.fromarray(pixels).save(buffer, format="JPEG", quality=self.jpeg_quality)
+        else:
+            Image.fromarray(pixels).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+class UnitProducer:
+    """Makes the samples of work units for one stream with one generator and strategy."""
+
+    def __init__(
+        self,
+        generator: Generator,
+        strategy: StrategyConfig,
+        directions: Directions | None,
+        job_seed: int,
+        stream: str,
+        batch_size: int,
+        encoding: ImageEncoding = ImageEncoding(),
+    ):
+        self.generator = generator
+        self.strategy = strategy
+        self.directions = directions
+        self.ranges = component_ranges(strategy, directions)
+        self.job_seed = job_seed
+        self.stream = stream
+        self.batch_size = batch_size
+        self.encoding = encoding
+        if directions is not None:
+            self.lat_comp = torch.from_numpy(directions.lat_comp).float()
+            self.lat_mean = torch.from_numpy(directions.lat_mean).float()
+            self.directions_hash = directions.content_hash
+
+    def specs(self, unit: WorkUnit) -> list[SampleSpec]:
+        """The unit's samples in order; sample i depends only on (unit, i)."""
+        return [
+            spec
+            for seed_index in range(unit.seed_start, unit.seed_stop)
+            for spec in seed_specs(self.strategy, self.ranges, self.job_seed, unit.class_index, seed_index)
+        ]
+
+    def latents(self, specs: list[SampleSpec]) -> torch.Tensor:
+        """The (edited) latents of a batch of specs."""
+        latents = self.generator.sample_latents([spec.latent_seed for spec in specs], self.strategy.truncation)
+        if self.strategy.kind == "observational":
+            return latents
+        # One component per image (the reference code's volume: m components per seed, one image each).
+        directions = self.lat_comp[[spec.components[0] for spec in specs]]
+        offsets = torch.tensor([spec.offsets[0] for spec in specs], dtype=torch.float32)
+        return intervene(latents, directions, offsets, self.lat_mean)
+
+    def provenance(self, spec: SampleSpec, unit: WorkUnit) -> dict:
+        record = {
+            "stream": self.stream,
+            "class": spec.class_index,
+            "seed": spec.seed_index,
+            "latent_seed": spec.latent_seed,
+            "truncation": self.strategy.truncation,
+            "strategy": self.strategy.preset or self.strategy.kind,
+            "components": list(spec.components),
+            "offsets": list(spec.offsets),
+            "generator": self.generator.generator_id,
+            "unit": unit.unit_id,
+        }
+        if self.directions is not None:
+            record["directions_sha256"] = self.directions_hash
+        return record
+
+    def samples(self, unit: WorkUnit, start: int = 0) -> Iterator[dict]:
+        """Encoded samples of ``unit`` from its ``start``-th on, generated a batch at a time."""
+        specs = self.specs(unit)[start:]
+        for first in range(0, len(specs), self.batch_size):
+            batch = specs[first : first + self.batch_size]
+            classes = torch.tensor([spec.class_index for spec in batch])
+            images = self.generator.generate(self.latents(batch), classes, self.strategy.truncation)
+            for spec, image in zip(batch, images):
+                yield {
+                    "__key__": spec.key,
+                    self.encoding.image_format: self.encoding.encode(image),
+                    "cls": spec.class_index,
+                    "json": self.provenance(spec, unit),
+                }
