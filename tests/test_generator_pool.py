@@ -1,0 +1,96 @@
+"""The generator actor pool on a local Ray: exactly-once under a killed actor, live resize, rerun skips."""
+
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import ray
+
+from datagen.service import plan_generation, planned_samples, start_pool
+from shards.manifest import Manifest
+from shards.reader import committed_shards, iter_samples
+from shards.verify import verify_store
+from tests.datagen_helpers import save_tiny_biggan, tiny_datagen_config
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> tuple[Path, Path]:
+    return save_tiny_biggan(tmp_path_factory.mktemp("tiny-biggan"))
+
+
+def _keys(stream_dir: Path) -> list[str]:
+    return [sample["__key__"] for sample in iter_samples([path for path, _ in committed_shards(stream_dir)])]
+
+
+def _plan(tiny, root: Path, **overrides):
+    config = tiny_datagen_config(*tiny, strategy={"kind": "intervention", "truncation": 0.5, "top_k": 4,
+                                                  "components_per_seed": 2, "seeds_per_class": 8}, seeds_per_unit=4, **overrides)
+    settings, units = plan_generation(config, root, root / "store", "hash", 3, 10**9)
+    return config, settings, units
+
+
+def test_killed_actor_mid_unit_still_gives_exactly_the_planned_samples(tiny, tmp_path):
+    config, settings, units = _plan(tiny, tmp_path)
+    stream_dir = tmp_path / "store" / "interventional"
+    pool = start_pool(settings, units)
+    killed = threading.Event()
+
+    def kill_after_first_commit():
+        while not Manifest(stream_dir).shards():
+            time.sleep(0.002)
+        ray.kill(pool.actor_handles()["g0"])
+        killed.set()
+
+    killer = threading.Thread(target=kill_after_first_commit, daemon=True)
+    killer.start()
+    report = pool.run()
+    pool.shutdown()
+    assert killed.is_set() and report.restarts == 1
+    keys = _keys(stream_dir)
+    assert len(keys) == planned_samples(config, units) == 48
+    assert not [key for key, count in Counter(keys).items() if count > 1]
+    findings, totals = verify_store(tmp_path / "store")
+    assert not [finding for finding in findings if finding.is_problem]
+    assert all(progress.done for progress in Manifest(stream_dir).unit_progress().values())
+
+
+def test_rerun_skips_done_units(tiny, tmp_path):
+    _, settings, units = _plan(tiny, tmp_path)
+    pool = start_pool(settings, units)
+    first = pool.run()
+    pool.shutdown()
+    lines = (tmp_path / "store" / "interventional" / "manifest.jsonl").read_bytes()
+    pool = start_pool(settings, units)
+    second = pool.run()
+    pool.shutdown()
+    assert first.units == len(units) and second.units == 0 and second.images == 0
+    assert (tmp_path / "store" / "interventional" / "manifest.jsonl").read_bytes() == lines
+
+
+def test_resize_while_running_adds_an_actor(tiny, tmp_path):
+    config, settings, units = _plan(tiny, tmp_path)
+    events = []
+
+    def on_event(event):
+        events.append(event)
+        if event.kind == "unit" and len([e for e in events if e.kind == "unit"]) == 1:
+            pool.resize(2)
+
+    pool = start_pool(settings, units, on_event=on_event)
+    report = pool.run()
+    pool.shutdown()
+    writers = {event.writer_id for event in events if event.kind == "unit"}
+    assert writers == {"g0", "g1"} and report.images == planned_samples(config, units)
+    assert [event.actors for event in events if event.kind == "resize"] == [1, 2]
+    assert len(_keys(tmp_path / "store" / "interventional")) == report.images
