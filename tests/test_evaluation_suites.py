@@ -18,7 +18,13 @@ from rich.console import Console
 from shards.writer import ShardWriter
 from trainers.data.config import LoaderConfig
 from trainers.errors import TrainError
-from trainers.evaluation import EvalConfig, EvalResult, evaluate, format_table, write_json
+from trainers.evaluation import (
+    EvalConfig,
+    EvalResult,
+    evaluate,
+    format_table,
+    write_json,
+)
 
 COLOURS = {"red": (255, 0, 0), "green": (0, 255, 0), "blue": (0, 0, 255)}
 SIDE_PX = 24

@@ -28,8 +28,8 @@ from tqdm import tqdm
 from shards.classes import class_indices
 from trainers.errors import TrainError
 from trainers.evaluation.loading import class_folders, image_files
+from trainers.evaluation.metrics import IMAGENET_C_SEVERITIES
 
-IMAGENET_C_SEVERITIES = (1, 2, 3, 4, 5)
 MIN_SIDE_PX = 32  # imagecorruptions refuses smaller images
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from nvidia.dali import fn, pipeline_def, types
 from nvidia.dali.pipeline import DataNode
+from nvidia.dali.plugin.pytorch import feed_ndarray
 
 from shards.errors import ShardError
 from shards.reader import stream_dirs
@@ -132,7 +133,7 @@ def _read(source: ImageFiles | ShardFiles) -> tuple[DataNode, DataNode]:
             pad_last_batch=True,
             name=_READER,
         )
-    encoded, label_bytes = fn.readers.webdataset(
+    return tuple(fn.readers.webdataset(
         paths=[str(path) for path in source.shards],
         index_paths=[str(path.with_suffix(".idx")) for path in source.shards],
         ext=["jpg;png", "cls"],
@@ -140,8 +141,7 @@ def _read(source: ImageFiles | ShardFiles) -> tuple[DataNode, DataNode]:
         random_shuffle=False,
         pad_last_batch=True,
         name=_READER,
-    )
-    return encoded, label_bytes
+    ))
 
 
 def _shard_labels(outputs, root: Path) -> torch.Tensor:
@@ -191,9 +191,11 @@ def eval_batches(
             raise TrainError(f"{source.root}: DALI failed on samples {start}..{start + config.batch_size - 1} "
                              f"(first: {_sample_name(source, start)}): {_dali_cause(error)}") from None
         count = min(total - start, config.batch_size)
-        # DALI reuses its output buffers on the next run, so the batch is copied out now.
-        batch = torch.from_dlpack(images.as_tensor())[:count].to(device, copy=True)
-        yield batch, _labels(labels, source)[:count].to(device)
+        # Copied out now: DALI reuses its output buffers on the next run.
+        dense = images.as_tensor()
+        batch = torch.empty(dense.shape(), dtype=torch.float32, device=device)
+        feed_ndarray(dense, batch, cuda_stream=torch.cuda.current_stream() if on_cuda else None)
+        yield batch[:count], _labels(labels, source)[:count].to(device)
 
 
 def _dali_cause(error: RuntimeError) -> str:

@@ -12,6 +12,7 @@ from statistics import fmean
 import torch
 
 TOP_K = (1, 5)
+IMAGENET_C_SEVERITIES = (1, 2, 3, 4, 5)
 
 
 def accepted_classes(labels: torch.Tensor, num_classes: int, label_classes: torch.Tensor | None = None) -> torch.Tensor:

@@ -22,11 +22,22 @@ from tqdm import tqdm
 from shards.classes import class_indices
 from trainers.errors import TrainError
 from trainers.evaluation.config import EvalConfig
-from trainers.evaluation.loading import ImageFiles, ShardFiles, class_folders, eval_batches, image_files, shard_files
-from trainers.evaluation.metrics import accepted_classes, corruption_errors, mean_corruption_error, TopKCounter
+from trainers.evaluation.loading import (
+    ImageFiles,
+    ShardFiles,
+    class_folders,
+    eval_batches,
+    image_files,
+    shard_files,
+)
+from trainers.evaluation.metrics import (
+    IMAGENET_C_SEVERITIES,
+    TopKCounter,
+    accepted_classes,
+    corruption_errors,
+    mean_corruption_error,
+)
 from trainers.evaluation.results import EvalResult, Reference, SubsetResult
-
-SEVERITIES = (1, 2, 3, 4, 5)
 
 # GenInt paper, Tables 1 and 2 (ObjectNet top-1 on the 113 overlapping classes; ImageNet-C mCE).
 PAPER_REFERENCES = {
@@ -124,7 +135,7 @@ def _plan_imagenet_c(data_dir: Path, config: EvalConfig) -> SuitePlan:
     sets = []
     for corruption in class_folders(data_dir, "one folder per corruption"):
         severities = class_folders(data_dir / corruption, "severity folders 1..5")
-        bad = [name for name in severities if name not in {str(s) for s in SEVERITIES}]
+        bad = [name for name in severities if name not in {str(s) for s in IMAGENET_C_SEVERITIES}]
         if bad:
             raise TrainError(f"{data_dir / corruption / bad[0]}: ImageNet-C severity folders must be named 1..5")
         sets += [_imagefolder(data_dir / corruption / severity, f"{corruption}/{severity}") for severity in severities]
@@ -145,7 +156,9 @@ def _accepts_mask(eval_set: EvalSet, num_classes: int, device: torch.device) -> 
         return None
     highest = max(index for indices in eval_set.label_accepts for index in indices)
     if highest >= num_classes:
-        raise TrainError(f"{eval_set.source.root}: labels map to ImageNet index {highest} but the model has {num_classes} outputs")
+        raise TrainError(
+            f"{eval_set.source.root}: labels map to ImageNet index {highest} but the model has {num_classes} outputs"
+        )
     mask = torch.zeros(len(eval_set.label_accepts), num_classes, dtype=torch.bool, device=device)
     for label, indices in enumerate(eval_set.label_accepts):
         mask[label, list(indices)] = True
