@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cluster.config import load_config, resolved_yaml, config_hash
+from cluster.config import config_hash, load_config, resolved_yaml, save_resolved
 from cluster.errors import ClusterError, ConfigError
 from cluster.progress import console, progress_bar, summary_tables
 from datagen.errors import DatagenError
@@ -34,6 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a job on an embedded local Ray")
     _add_config_arguments(run)
+
+    datagen = commands.add_parser("datagen", help="run generation alone (embedded local Ray or --address)")
+    _add_config_arguments(datagen)
+    datagen.add_argument("--address", help="an existing Ray cluster, e.g. ray://HOST:10001 or auto")
+
+    _add_config_arguments(commands.add_parser("directions", help="compute the generator's GANSpace directions (resumable)"))
+
+    generator = commands.add_parser("generator", help="generator tools").add_subparsers(dest="action", required=True)
+    _add_config_arguments(generator.add_parser("train", help="train the job's CVAE on its training stream"))
 
     config = commands.add_parser("config", help="job config tools").add_subparsers(dest="action", required=True)
     _add_config_arguments(config.add_parser("check", help="validate a config and print it resolved"))
@@ -62,6 +71,37 @@ def _run(args: argparse.Namespace) -> int:
     for table in summary_tables(result.streams):
         console.print(table)
     console.print(f"outputs: {result.output_dir} (config sha256 {result.config_hash[:12]})")
+    return 0
+
+
+def _datagen(args: argparse.Namespace) -> int:
+    from cluster.generation import generate
+    from cluster.local_ray import ray_session
+
+    config = load_config(args.config, args.overrides)
+    digest = save_resolved(config)
+    with ray_session(args.address):
+        report = generate(config, digest)
+    console.print(f"datagen: {report.images} images in {report.shards} shards from {report.units} units "
+                  f"({report.restarts} actor restarts) -> {config.store_dir / config.datagen.stream}")
+    return 0
+
+
+def _directions(args: argparse.Namespace) -> int:
+    from cluster.generation import compute_job_directions
+
+    path, directions = compute_job_directions(load_config(args.config, args.overrides))
+    top = ", ".join(f"{ratio:.3f}" for ratio in directions.var_ratio[:5])
+    console.print(f"directions: {directions.lat_comp.shape[0]} components of {directions.generator_id} "
+                  f"(variance ratio of the top 5: {top}) -> {path}, sha256 {directions.content_hash[:12]}")
+    return 0
+
+
+def _generator_train(args: argparse.Namespace) -> int:
+    from cluster.generation import train_generator
+
+    path = train_generator(load_config(args.config, args.overrides))
+    console.print(f"generator: trained CVAE saved to {path}")
     return 0
 
 
@@ -118,6 +158,9 @@ def _examples_digits(args: argparse.Namespace) -> int:
 
 HANDLERS = {
     ("run", None): _run,
+    ("datagen", None): _datagen,
+    ("directions", None): _directions,
+    ("generator", "train"): _generator_train,
     ("config", "check"): _config_check,
     ("shards", "verify"): _shards_verify,
     ("shards", "inspect"): _shards_inspect,

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from datagen.directions import GANSPACE_KEYS, DirectionsConfig, compute_directions, load_directions
+from datagen.directions import (
+    GANSPACE_KEYS,
+    DirectionsConfig,
+    compute_directions,
+    load_directions,
+)
 from datagen.errors import DatagenError
 from datagen.generators.biggan import BigGANGenerator, random_biggan, tiny_biggan_config
 

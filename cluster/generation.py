@@ -1,0 +1,62 @@
+"""The generation stages of a job: train the CVAE, compute directions, run the generator pool."""
+
+from pathlib import Path
+
+from cluster.config import JobConfig
+from cluster.local_ray import cluster_has_gpus
+from cluster.progress import progress_bar
+from datagen.directions import Directions, compute_directions
+from datagen.generators.cvae_training import load_stream_images, train_cvae
+from datagen.generators.loading import load_generator, pick_device
+from datagen.pool import PoolEvent, PoolReport
+from datagen.service import plan_generation, planned_samples, start_pool
+from shards.manifest import Manifest
+
+
+def train_generator(config: JobConfig) -> Path:
+    """Train the job's CVAE on its training stream and save it where the actors load it from."""
+    generator_config = config.datagen.generator
+    images, labels = load_stream_images(config.store_dir / generator_config.train_stream, generator_config.train.model.image_size)
+    epochs = generator_config.train.epochs
+    with progress_bar("train generator") as update:
+        generator, _ = train_cvae(images, labels, generator_config.train, on_progress=lambda epoch, loss: update(epoch + 1, epochs))
+    destination = Path(config.datagen.weights_path(config.output_dir))
+    generator.save(destination)
+    return destination
+
+
+def compute_job_directions(config: JobConfig) -> tuple[Path, Directions]:
+    """GANSpace directions of the job's generator, saved to ``datagen.directions.path`` (resumable)."""
+    datagen = config.datagen
+    generator = load_generator(datagen.generator.kind, datagen.weights_path(config.output_dir), pick_device(datagen.device), "fp32")
+    destination = datagen.directions_path(config.output_dir)
+    state = destination.with_name(destination.stem + ".state.npz")
+    with progress_bar("directions") as update:
+        directions = compute_directions(generator, datagen.directions, state, on_progress=update)
+    directions.save(destination)
+    state.unlink(missing_ok=True)
+    return destination, directions
+
+
+def generate(config: JobConfig, config_hash: str) -> PoolReport:
+    """Run the generator pool until every planned unit is committed (Ray must be initialised)."""
+    settings, units = plan_generation(
+        config.datagen, config.output_dir, config.store_dir, config_hash,
+        config.shards.max_samples_per_shard, config.shards.max_bytes_per_shard,
+    )
+    total = planned_samples(config.datagen, units)
+    use_gpu = config.datagen.device == "cuda" or (config.datagen.device == "auto" and cluster_has_gpus())
+    progress = Manifest(config.store_dir / config.datagen.stream).unit_progress()
+    with progress_bar(f"generate {config.datagen.stream}") as update:
+        done = sum(progress[unit.unit_id].samples for unit in units if unit.unit_id in progress)
+
+        def on_event(event: PoolEvent) -> None:
+            nonlocal done
+            done += event.images
+            update(done, total)
+
+        pool = start_pool(settings, units, on_event, use_gpu=use_gpu)
+        try:
+            return pool.run()
+        finally:
+            pool.shutdown()

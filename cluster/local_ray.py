@@ -1,0 +1,32 @@
+"""Connecting to Ray: an embedded local instance by default, or an existing cluster by address."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import ray
+
+from cluster.errors import ClusterError
+
+
+@contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
+    """Start an in-process local Ray (dashboard off, loopback only) or connect to ``address``;
+    shut it down on exit if this call started it."""
+    if ray.is_initialized():
+        yield
+        return
+    try:
+        if address:
+            ray.init(address=address, log_to_driver=True)
+        else:
+            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise ClusterError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {str(error).splitlines()[0]}") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def cluster_has_gpus() -> bool:
+    return ray.cluster_resources().get("GPU", 0) > 0
