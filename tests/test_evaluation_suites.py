@@ -187,3 +187,14 @@ def test_report_table_and_json(tmp_path):
     path = tmp_path / "out" / "eval.json"
     write_json(result, path)
     assert EvalResult.model_validate(json.loads(path.read_text())) == result
+
+
+@pytest.mark.gpu
+def test_cuda_mixed_decode_scores_like_cpu(tmp_path):
+    root = write_folder(
+        tmp_path / "objectnet", {"chair": ["red", "red"], "banana": ["green"], "backpack": ["blue"]}, border="green"
+    )
+    model = CornerColourModel([559, 954, 1], 1000)
+    on_cpu = evaluate(model, "objectnet", root, tiny_config(), "cpu")
+    on_gpu = evaluate(model, "objectnet", root, tiny_config(), "cuda")
+    assert (on_gpu.samples, on_gpu.top1, on_gpu.top5) == (on_cpu.samples, on_cpu.top1, on_cpu.top5) == (4, 0.75, 0.75)
