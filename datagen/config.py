@@ -15,6 +15,7 @@ from pydantic import (
 from datagen.directions import DirectionsConfig
 from datagen.generators.cvae_config import CvaeTrainConfig
 from datagen.strategies import StrategyConfig
+from datagen.transfer_stage import TransferStageConfig
 
 
 class GeneratorConfig(BaseModel):
@@ -53,6 +54,7 @@ class DatagenConfig(BaseModel):
     batch_size: PositiveInt = Field(default=32, description="images per generator forward pass")
     image_format: Literal["jpg", "png"] = "jpg"
     jpeg_quality: int = Field(default=95, ge=1, le=100)
+    transfer: TransferStageConfig = Field(default_factory=TransferStageConfig, description="X_itr: style transfer actors")
 
     def directions_path(self, output_dir: Path) -> Path:
         return self.directions.path or Path(output_dir) / "directions.npz"

@@ -1,4 +1,7 @@
-"""The generator actor pool: hands work units to Ray actors, replaces dead ones, and resizes live.
+"""The actor pool: hands work units to Ray actors, replaces dead ones, and resizes live.
+
+It runs generator actors and transfer actors alike: an actor offers ``run_unit(unit) -> UnitReport``
+and ``close() -> shards committed``, and a unit has a ``unit_id`` that the stream's manifest marks done.
 
 Exactly-once comes from the manifest, not from the pool: a unit an actor was working on when it
 died (or had made but not yet committed) goes back to the queue, and whoever takes it next resumes
@@ -10,14 +13,17 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import ray
 from ray.exceptions import RayActorError
 
-from datagen.actors import ActorSettings, GeneratorActor, UnitReport
 from datagen.errors import DatagenError
-from datagen.units import WorkUnit
+from datagen.unit_writer import UnitReport
 from shards.manifest import Manifest
+
+WorkUnit = Any  # any frozen dataclass with a ``unit_id``
 
 
 @dataclass(frozen=True)
@@ -50,29 +56,41 @@ class _Slot:
     retiring: bool = False
 
 
-class GeneratorPool:
-    """Runs ``units`` on ``size`` generator actors until the manifest holds all of them."""
+class ActorPool:
+    """Runs ``units`` on ``size`` actors of ``actor_class`` until ``stream_dir``'s manifest holds all of them.
+
+    Args:
+        actor_class: a plain class constructed as ``actor_class(*actor_args, writer_id)``.
+        stream_dir: the stream the actors write (its manifest says which units are done).
+        writer_prefix: writer ids are this plus the slot number (g0, g1, ... or t0, ...).
+        resources: custom Ray resources each actor requests (e.g. {"datagen": 1}).
+    """
 
     def __init__(
         self,
-        settings: ActorSettings,
+        actor_class: type,
+        actor_args: tuple,
+        stream_dir: Path,
         units: list[WorkUnit],
         size: int,
         on_event: Callable[[PoolEvent], None] = lambda event: None,
         use_gpu: bool = False,
+        resources: dict[str, float] | None = None,
+        writer_prefix: str = "g",
         poll_interval_s: float = 0.5,
     ):
         if size < 1:
-            raise DatagenError(f"datagen.actors must be >= 1 to generate (got {size})")
-        self.settings = settings
+            raise DatagenError(f"an actor pool needs >= 1 actor (got {size})")
+        self.actor_args = actor_args
         self.units = units
         self.on_event = on_event
         self.poll_interval_s = poll_interval_s
-        self.stream_dir = settings.store_dir / settings.datagen.stream
-        self._actor_class = ray.remote(GeneratorActor).options(
+        self.stream_dir = Path(stream_dir)
+        self.writer_prefix = writer_prefix
+        self._actor_class = ray.remote(actor_class).options(
             num_cpus=0 if use_gpu else 1,
             num_gpus=1 if use_gpu else 0,
-            resources=dict(settings.datagen.actor_resources),
+            resources=dict(resources or {}),
             max_restarts=0,  # the pool replaces dead actors itself, so it knows which units to requeue
         )
         self._slots: dict[str, _Slot] = {}
@@ -86,7 +104,7 @@ class GeneratorPool:
     def resize(self, size: int) -> None:
         """Grow or shrink the pool; shrinking lets each retired actor finish its unit first."""
         if size < 1:
-            raise DatagenError(f"a running generator pool needs >= 1 actor (got {size})")
+            raise DatagenError(f"a running actor pool needs >= 1 actor (got {size})")
         with self._lock:
             self._target = size
 
@@ -110,15 +128,16 @@ class GeneratorPool:
         return deque(unit for unit in self.units if not (unit.unit_id in progress and progress[unit.unit_id].done))
 
     def _start_actor(self, writer_id: str) -> None:
-        handle = self._actor_class.remote(self.settings, writer_id)
+        handle = self._actor_class.remote(*self.actor_args, writer_id)
         self._slots[writer_id] = _Slot(writer_id, handle)
 
     def _apply_target(self, busy: set[str]) -> None:
         with self._lock:
-            active = sorted((slot for slot in self._slots.values() if not slot.retiring), key=lambda slot: int(slot.writer_id[1:]))
+            active = sorted((slot for slot in self._slots.values() if not slot.retiring), key=lambda slot: int(slot.writer_id[len(self.writer_prefix) :]))
             for slot in active[self._target :]:
                 slot.retiring = True
-            free_ids = (f"g{index}" for index in range(10**6) if f"g{index}" not in self._slots)
+            names = (f"{self.writer_prefix}{index}" for index in range(10**6))
+            free_ids = (name for name in names if name not in self._slots)
             for _ in range(self._target - len(active)):
                 self._start_actor(next(free_ids))
             changed = len(active) != self._target
@@ -197,10 +216,10 @@ class GeneratorPool:
                     self._finished(slot, unit, ray.get(reference))
                 except RayActorError as error:
                     if error.actor_init_failed:
-                        raise DatagenError(f"generator actor {writer_id} failed to start: {_first_line(error)}") from None
+                        raise DatagenError(f"actor {writer_id} failed to start: {_first_line(error)}") from None
                     self._replace(slot, pending, unit)
                 except ray.exceptions.RayTaskError as error:
-                    raise DatagenError(f"generator actor {writer_id}, unit {unit.unit_id}: {_first_line(error)}") from None
+                    raise DatagenError(f"actor {writer_id}, unit {unit.unit_id}: {_first_line(error)}") from None
         return self.report
 
     def _close_all(self, pending: deque[WorkUnit]) -> bool:

@@ -10,13 +10,19 @@ from pathlib import Path
 
 import torch
 
-from datagen.actors import ActorSettings
+from datagen.actors import ActorSettings, GeneratorActor
 from datagen.config import DatagenConfig
 from datagen.directions import load_directions
 from datagen.errors import DatagenError
 from datagen.generators.loading import load_generator
-from datagen.pool import GeneratorPool, PoolEvent, PoolReport
+from datagen.pool import ActorPool, PoolEvent, PoolReport
 from datagen.strategies import component_ranges
+from datagen.transfer_stage import (
+    TransferActor,
+    TransferStageConfig,
+    content_sample_count,
+    plan_transfer_units,
+)
 from datagen.units import WorkUnit, plan_units
 
 
@@ -62,9 +68,13 @@ def start_pool(
     units: list[WorkUnit],
     on_event: Callable[[PoolEvent], None] = lambda event: None,
     use_gpu: bool = False,
-) -> GeneratorPool:
+) -> ActorPool:
     """A pool of ``settings.datagen.actors`` generator actors over ``units`` (Ray must be initialised)."""
-    return GeneratorPool(settings, units, settings.datagen.actors, on_event=on_event, use_gpu=use_gpu)
+    datagen = settings.datagen
+    return ActorPool(
+        GeneratorActor, (settings,), settings.store_dir / datagen.stream, units, datagen.actors,
+        on_event=on_event, use_gpu=use_gpu, resources=datagen.actor_resources, writer_prefix="g",
+    )
 
 
 def run_generation(settings: ActorSettings, units: list[WorkUnit], on_event=lambda event: None, use_gpu: bool = False) -> PoolReport:
@@ -74,3 +84,36 @@ def run_generation(settings: ActorSettings, units: list[WorkUnit], on_event=lamb
         return pool.run()
     finally:
         pool.shutdown()
+
+
+def start_transfer_pool(
+    stage: TransferStageConfig,
+    generation_units: list[WorkUnit],
+    store_dir: Path,
+    config_hash: str,
+    max_samples_per_shard: int,
+    max_bytes_per_shard: int,
+    device: str = "auto",
+    resources: dict[str, float] | None = None,
+    on_event: Callable[[PoolEvent], None] = lambda event: None,
+    use_gpu: bool = False,
+) -> ActorPool:
+    """A pool of ``stage.actors`` transfer actors over the committed content stream.
+
+    The style pool is the first ``stage.style_pool_units`` generation units; actors wait for them.
+
+    Raises:
+        DatagenError: zero actors, or no committed content samples.
+    """
+    if stage.actors < 1:
+        raise DatagenError(f"datagen.transfer.actors must be >= 1 to transfer (got {stage.actors})")
+    content = content_sample_count(store_dir, stage)
+    if content == 0:
+        raise DatagenError(f"transfer: content stream {Path(store_dir) / stage.content_stream} has no committed samples")
+    pool_units = [unit.unit_id for unit in generation_units[: stage.style_pool_units]]
+    args = (stage, Path(store_dir), pool_units, device, config_hash, max_samples_per_shard, max_bytes_per_shard)
+    units = plan_transfer_units(content, stage.samples_per_unit)
+    return ActorPool(
+        TransferActor, args, Path(store_dir) / stage.stream, units, stage.actors,
+        on_event=on_event, use_gpu=use_gpu, resources=resources, writer_prefix="t",
+    )
