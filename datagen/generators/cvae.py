@@ -1,0 +1,227 @@
+"""The class-conditional VAE of GenInt's Colored-MNIST experiment, behind the ``Generator`` interface.
+
+Encoder q(z | x, y) and decoder p(x | z, y) are one-hidden-layer MLPs over the flattened image and
+a learned label embedding. The decoder's first linear layer sees [z; embedding(y)] and is linear in
+it, like BigGAN's ``gen_z``, so the same GANSpace PCA and latent edits run on both generators.
+
+A saved generator is a directory with ``config.json`` (the architecture) and ``pytorch_model.bin``
+(a plain state_dict, read with ``torch.load(weights_only=True)`` so no pickled object ever runs).
+"""
+
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from pydantic import ValidationError
+from torch import nn
+
+from datagen.errors import DatagenError
+from datagen.generators.cvae_config import CvaeArchitecture
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "pytorch_model.bin"
+GENERATOR_KIND = "cvae"  # the "generator" field of config.json, so a loader can tell generators apart
+
+
+class ConditionalVae(nn.Module):
+    """MLP encoder and decoder conditioned on a label embedding; the decoder returns pixel logits."""
+
+    def __init__(self, architecture: CvaeArchitecture) -> None:
+        super().__init__()
+        self.architecture = architecture
+        pixels = 3 * architecture.image_size**2
+        hidden, latent, embedding = architecture.hidden_dim, architecture.latent_dim, architecture.label_embedding_dim
+        self.label_embedding = nn.Embedding(architecture.num_classes, embedding)
+        self.encoder = nn.Sequential(nn.Linear(pixels + embedding, hidden), nn.ReLU())
+        self.to_mean = nn.Linear(hidden, latent)
+        self.to_log_variance = nn.Linear(hidden, latent)
+        self.decoder_input = nn.Linear(latent + embedding, hidden)  # the GANSpace layer
+        self.decoder = nn.Sequential(nn.ReLU(), nn.Linear(hidden, pixels))
+
+    def encode(self, images: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-variance of q(z | x, y) for images (N, 3, S, S) in [0, 1] and classes (N,)."""
+        hidden = self.encoder(torch.cat([images.flatten(1), self.label_embedding(classes)], dim=1))
+        return self.to_mean(hidden), self.to_log_variance(hidden)
+
+    def decoder_features(self, latents: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """The decoder's first linear layer on [z; embedding(y)], shape (N, hidden_dim)."""
+        return self.decoder_input(torch.cat([latents, self.label_embedding(classes)], dim=1))
+
+    def decode_logits(self, latents: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Bernoulli logits of every pixel, shape (N, 3, S, S)."""
+        size = self.architecture.image_size
+        return self.decoder(self.decoder_features(latents, classes)).view(-1, 3, size, size)
+
+
+def weights_digest(model: ConditionalVae) -> str:
+    """sha256 over the architecture and every tensor (name, dtype, shape, bytes), in key order."""
+    digest = hashlib.sha256(model.architecture.model_dump_json().encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class CvaeGenerator:
+    """A trained ConditionalVae as a ``Generator``: seeded latents, images, GANSpace features, save.
+
+    The weights are frozen at construction, so ``generator_id`` ("cvae-" and 12 hex digits of
+    ``weights_digest``) names exactly the weights that made an image.
+    """
+
+    def __init__(self, model: ConditionalVae, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval().requires_grad_(False)
+        self.generator_id = f"{GENERATOR_KIND}-{weights_digest(self.model)[:12]}"
+        self.latent_dim = model.architecture.latent_dim
+        self.num_classes = model.architecture.num_classes
+        self.image_size = model.architecture.image_size
+
+    def sample_latents(self, seeds: Sequence[int], truncation: float) -> torch.Tensor:
+        """Standard normal latents scaled by ``truncation``, one per seed, each drawn from its own seed.
+
+        Args:
+            seeds: one non-negative integer per latent; row i depends only on ``seeds[i]``.
+            truncation: scale of the prior draw (1.0 samples the prior itself); must be > 0.
+
+        Returns:
+            float32 tensor (len(seeds), latent_dim) on CPU.
+        """
+        if truncation <= 0:
+            raise DatagenError(f"{self.generator_id}: truncation must be > 0 (got {truncation})")
+        rows = [
+            torch.randn(self.latent_dim, generator=torch.Generator().manual_seed(int(seed)))
+            for seed in seeds
+        ]
+        latents = torch.stack(rows) if rows else torch.empty(0, self.latent_dim)
+        return latents * truncation
+
+    def generate(self, latents: torch.Tensor, classes: torch.Tensor, truncation: float) -> torch.Tensor:
+        """Decoded images: the Bernoulli means sigmoid(logits), shape (N, 3, S, S) in [0, 1], float32 on CPU.
+
+        ``truncation`` is accepted for the interface only: a VAE decoder has no truncation input,
+        the scale was already applied by ``sample_latents``.
+        """
+        latents, classes = self._inputs(latents, classes)
+        with torch.inference_mode():
+            images = torch.sigmoid(self.model.decode_logits(latents, classes))
+        return images.float().cpu()
+
+    def direction_features(self, latents: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """The decoder's first linear layer on [z; label embedding], shape (N, hidden_dim), on CPU."""
+        latents, classes = self._inputs(latents, classes)
+        with torch.inference_mode():
+            return self.model.decoder_features(latents, classes).float().cpu()
+
+    def save(self, directory: Path) -> None:
+        """Write ``config.json`` and ``pytorch_model.bin`` into ``directory`` (created if needed).
+
+        Each file is written under a temporary name and renamed, so a crash never leaves a
+        half-written checkpoint under the real name.
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        config = {"generator": GENERATOR_KIND, "architecture": self.model.architecture.model_dump(mode="json")}
+        config_tmp = directory / f"{CONFIG_NAME}.tmp"
+        config_tmp.write_text(json.dumps(config, indent=2) + "\n")
+        weights_tmp = directory / f"{WEIGHTS_NAME}.tmp"
+        torch.save({name: tensor.cpu() for name, tensor in self.model.state_dict().items()}, weights_tmp)
+        os.replace(weights_tmp, directory / WEIGHTS_NAME)
+        os.replace(config_tmp, directory / CONFIG_NAME)
+
+    def _inputs(self, latents: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Check shapes and class range; return both on the model's device."""
+        if latents.ndim != 2 or latents.shape[1] != self.latent_dim:
+            raise DatagenError(
+                f"{self.generator_id}: latents must have shape (N, {self.latent_dim}) (got {tuple(latents.shape)})"
+            )
+        if classes.shape != (latents.shape[0],):
+            raise DatagenError(
+                f"{self.generator_id}: classes must have shape ({latents.shape[0]},) to match the latents "
+                f"(got {tuple(classes.shape)})"
+            )
+        if classes.numel() and (classes.min() < 0 or classes.max() >= self.num_classes):
+            raise DatagenError(
+                f"{self.generator_id}: classes must lie in [0, {self.num_classes}) "
+                f"(got {int(classes.min())}..{int(classes.max())})"
+            )
+        return latents.to(self.device, torch.float32), classes.to(self.device, torch.long)
+
+
+def load_cvae(directory: Path, device: torch.device | str = "cpu") -> CvaeGenerator:
+    """Restore a generator written by ``CvaeGenerator.save``; every weight key must match.
+
+    Args:
+        directory: holds ``config.json`` and ``pytorch_model.bin``.
+        device: where the model runs.
+
+    Raises:
+        DatagenError: one line naming the directory and what is missing, unreadable or mismatched.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DatagenError(f"{directory}: CVAE directory not found; train one with `genint generator train` or fix the path")
+    architecture = _read_architecture(directory / CONFIG_NAME)
+    weights_path = directory / WEIGHTS_NAME
+    if not weights_path.is_file():
+        raise DatagenError(f"{weights_path}: CVAE weights not found (expected {WEIGHTS_NAME} beside {CONFIG_NAME})")
+    try:
+        state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises several types for corrupt files and refused objects
+        raise DatagenError(f"{weights_path}: cannot read CVAE weights ({type(error).__name__}: {_first_line(error)})") from None
+    if not isinstance(state, dict):
+        raise DatagenError(f"{weights_path}: expected a state_dict (got {type(state).__name__})")
+    model = ConditionalVae(architecture)
+    _check_state(model, state, weights_path)
+    model.load_state_dict(state, strict=True)
+    return CvaeGenerator(model, device)
+
+
+def _read_architecture(path: Path) -> CvaeArchitecture:
+    """The architecture from ``config.json``, or a one-line DatagenError naming the file and field."""
+    try:
+        config = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DatagenError(f"{path}: CVAE config not found (a saved CVAE has {CONFIG_NAME} and {WEIGHTS_NAME})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatagenError(f"{path}: cannot read CVAE config ({_first_line(error)})") from None
+    if not isinstance(config, dict) or config.get("generator") != GENERATOR_KIND:
+        found = config.get("generator") if isinstance(config, dict) else type(config).__name__
+        raise DatagenError(f'{path}: not a CVAE config (expected "generator": "{GENERATOR_KIND}", got {found!r})')
+    try:
+        return CvaeArchitecture.model_validate(config.get("architecture"))
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(["architecture", *(str(part) for part in first["loc"])])
+        raise DatagenError(f"{path}: {field}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+def _check_state(model: ConditionalVae, state: dict, weights_path: Path) -> None:
+    """Raise one DatagenError naming missing, unexpected and wrongly shaped keys, if any."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    reshaped = [
+        f"{name} {_shape(state[name])} != {_shape(expected[name])}"
+        for name in sorted(set(expected) & set(state))
+        if _shape(state[name]) != _shape(expected[name])
+    ]
+    problems = [
+        f"{label}: {', '.join(names)}"
+        for label, names in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", reshaped))
+        if names
+    ]
+    if problems:
+        raise DatagenError(f"{weights_path}: weights do not match config.json ({'; '.join(problems)})")
+
+
+def _shape(value: object) -> tuple[int, ...] | str:
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
