@@ -5,6 +5,7 @@ callback's ``on_step`` (the cluster layer turns them into Prometheus metrics), t
 ``on_checkpoint`` and ``on_end``. Reports are plain data so they cross Ray as dicts.
 """
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -86,3 +87,19 @@ class History(TrainCallback):
     def losses(self, rank: int = 0) -> list[float]:
         """Total loss of each step of ``rank``, in step order."""
         return [report.loss for report in self.steps if report.rank == rank]
+
+
+class JsonlLog(TrainCallback):
+    """Appends every step report to a JSON-lines file, flushed per line (survives a kill)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_step(self, report: StepReport) -> None:
+        with self.path.open("a") as file:
+            file.write(json.dumps(report.to_dict()) + "\n")
+
+    @staticmethod
+    def read(path: Path) -> list[StepReport]:
+        """The reports a ``JsonlLog`` wrote, in order."""
+        return [StepReport.from_dict(json.loads(line)) for line in Path(path).read_text().splitlines()]
