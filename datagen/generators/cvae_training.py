@@ -180,7 +180,7 @@ def _decode_image(sample: dict, image_size: int) -> torch.Tensor:
             rgb = image.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
     except (UnidentifiedImageError, OSError) as error:
         raise DatagenError(f"{_where(sample)}: undecodable image ({error})") from None
-    return torch.from_numpy(np.asarray(rgb)).permute(2, 0, 1)
+    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)
 
 
 def _decode_label(sample: dict) -> int:
