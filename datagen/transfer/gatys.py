@@ -109,7 +109,9 @@ def transfer_batch(
     content = content.to(device, torch.float32)
     targets = compute_targets(features, content, style.to(device, torch.float32), config)
     results = content.clamp(0, 1)
-    image = content.clone().requires_grad_(True)
+    # The optimiser sees each image as one flat row, so the image stays in the default layout even
+    # when the network runs channels_last.
+    image = content.clone(memory_format=torch.contiguous_format).requires_grad_(True)
     optimiser = BatchedLBFGS(len(steps), config.lr, config.history_size, device)
     # Pairs need different step counts. The batch runs until the longest is done; a pair leaves the
     # batch the moment it reaches its own count (its image is stored, its rows are cut from the
