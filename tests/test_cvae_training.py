@@ -1,0 +1,123 @@
+"""Training the CVAE on coloured digits, and reading its training data from a shard stream."""
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from sklearn.datasets import load_digits
+
+from conftest import make_sample, write_stream
+from datagen.errors import DatagenError
+from datagen.generators.cvae_config import CvaeArchitecture, CvaeTrainConfig
+from datagen.generators.cvae_training import load_stream_images, train_cvae
+
+# Classes c and c + 5 share a background colour, so telling them apart needs the digit's shape too.
+PALETTE = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1]], dtype=torch.float32)
+IMAGE_SIZE = 16
+# Small enough to train in a few seconds on 2 shared cores; lr 1e-2 gets the latent to stop
+# encoding class identity within 10 epochs (see the note in docs/benchmarks.md).
+QUICK = CvaeTrainConfig(
+    model=CvaeArchitecture(image_size=IMAGE_SIZE, hidden_dim=128), epochs=10, batch_size=32, learning_rate=1e-2
+)
+
+
+def coloured_digits(count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's 8x8 digits, upsampled, white strokes on a background colour tied to the class."""
+    digits = load_digits()
+    strokes = torch.tensor(digits.images[:count], dtype=torch.float32).unsqueeze(1) / 16
+    labels = torch.tensor(digits.target[:count], dtype=torch.long)
+    strokes = F.interpolate(strokes, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False).clamp(0, 1)
+    background = PALETTE[labels % len(PALETTE)].view(-1, 3, 1, 1)
+    return strokes + (1 - strokes) * background, labels
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread():
+    """Train on one thread: with the 2 cores shared by other jobs, OpenMP's second thread spins
+    waiting for a busy core and made these tiny matmuls ~20x slower (128 s instead of 6 s)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained(one_torch_thread):
+    images, labels = coloured_digits()
+    progress = []
+    generator, history = train_cvae(images, labels, QUICK, on_progress=lambda epoch, loss: progress.append((epoch, loss)))
+    return generator, history, progress, images, labels
+
+
+def test_training_loss_falls_and_reports_progress(trained):
+    _, history, progress, _, _ = trained
+    assert [entry.epoch for entry in history] == list(range(QUICK.epochs))
+    assert progress == [(entry.epoch, entry.loss) for entry in history]
+    assert history[-1].loss < 0.75 * history[0].loss
+    assert history[-1].reconstruction < history[0].reconstruction
+    for entry in history:
+        assert entry.loss == pytest.approx(entry.reconstruction + QUICK.beta * entry.kl, rel=1e-5)
+
+
+def test_generated_images_look_like_their_class(trained):
+    generator, _, _, images, labels = trained
+    class_means = torch.stack([images[labels == label].mean(0) for label in range(10)])
+    latents = generator.sample_latents(range(40), truncation=1.0)
+    classes_recognised = 0
+    for label in range(10):
+        generated = generator.generate(latents, torch.full((40,), label), truncation=1.0)
+        distances = torch.cdist(generated.flatten(1), class_means.flatten(1))
+        classes_recognised += (distances.argmin(1) == label).float().mean().item() > 0.5
+    assert classes_recognised >= 8
+
+
+def test_training_is_deterministic_and_leaves_the_global_rng_alone():
+    images, labels = coloured_digits(200)
+    config = QUICK.model_copy(update={"epochs": 2})
+    rng_before = torch.random.get_rng_state()
+    first, first_history = train_cvae(images, labels, config)
+    assert torch.equal(torch.random.get_rng_state(), rng_before)
+    second, second_history = train_cvae(images, labels, config)
+    assert first.generator_id == second.generator_id and first_history == second_history
+    other, _ = train_cvae(images, labels, config.model_copy(update={"seed": 1}))
+    assert other.generator_id != first.generator_id
+
+
+@pytest.mark.parametrize(
+    ("images", "labels", "expected"),
+    [
+        (torch.rand(4, 3, 8, 8), torch.zeros(4, dtype=torch.long), "(N>0, 3, 16, 16)"),
+        (torch.rand(4, 3, 16, 16) * 255, torch.zeros(4, dtype=torch.long), "divide uint8 pixels by 255"),
+        (torch.rand(4, 3, 16, 16), torch.zeros(3, dtype=torch.long), "shape (4,)"),
+        (torch.rand(4, 3, 16, 16), torch.tensor([0, 1, 2, 10]), "[0, 10)"),
+    ],
+)
+def test_bad_training_data_fails_with_one_line(images, labels, expected):
+    with pytest.raises(DatagenError) as caught:
+        train_cvae(images, labels, QUICK)
+    assert expected in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_load_stream_images_decodes_every_committed_sample(stream_dir: Path):
+    written = write_stream(stream_dir, 10, max_samples=4)
+    images, labels = load_stream_images(stream_dir, image_size=8)
+    assert images.shape == (10, 3, 8, 8) and images.dtype == torch.float32
+    assert images.min() >= 0 and images.max() <= 1
+    assert labels.tolist() == [sample["cls"] for sample in written]
+    sample = make_sample(3)  # a PNG: lossless, so the pixels are known exactly
+    expected = Image.open(io.BytesIO(sample["png"])).convert("RGB").resize((8, 8), Image.Resampling.BILINEAR)
+    torch.testing.assert_close(images[3], torch.from_numpy(np.array(expected)).permute(2, 0, 1).float() / 255)
+
+    generator, _ = train_cvae(images, labels, CvaeTrainConfig(model=CvaeArchitecture(num_classes=3, image_size=8, hidden_dim=8), epochs=1))
+    assert generator.generate(generator.sample_latents([0], 1.0), torch.tensor([2]), 1.0).shape == (1, 3, 8, 8)
+
+
+def test_load_stream_images_fails_one_line_without_data(tmp_path: Path):
+    for directory, expected in [(tmp_path / "missing", "not found"), (tmp_path, "no committed samples")]:
+        with pytest.raises(DatagenError) as caught:
+            load_stream_images(directory, image_size=8)
+        assert expected in str(caught.value) and "\n" not in str(caught.value)
