@@ -6,33 +6,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
-from sklearn.datasets import load_digits
 
 from conftest import make_sample, write_stream
 from datagen.errors import DatagenError
 from datagen.generators.cvae_config import CvaeArchitecture, CvaeTrainConfig
+from datagen.generators.cvae_digits import BACKGROUND_COLOURS, coloured_digits
 from datagen.generators.cvae_training import load_stream_images, train_cvae
 
-# Classes c and c + 5 share a background colour, so telling them apart needs the digit's shape too.
-PALETTE = torch.tensor([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1]], dtype=torch.float32)
 IMAGE_SIZE = 16
 # Small enough to train in a few seconds on 2 shared cores; lr 1e-2 gets the latent to stop
 # encoding class identity within 10 epochs (see the note in docs/benchmarks.md).
 QUICK = CvaeTrainConfig(
     model=CvaeArchitecture(image_size=IMAGE_SIZE, hidden_dim=128), epochs=10, batch_size=32, learning_rate=1e-2
 )
-
-
-def coloured_digits(count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """scikit-learn's 8x8 digits, upsampled, white strokes on a background colour tied to the class."""
-    digits = load_digits()
-    strokes = torch.tensor(digits.images[:count], dtype=torch.float32).unsqueeze(1) / 16
-    labels = torch.tensor(digits.target[:count], dtype=torch.long)
-    strokes = F.interpolate(strokes, size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False).clamp(0, 1)
-    background = PALETTE[labels % len(PALETTE)].view(-1, 3, 1, 1)
-    return strokes + (1 - strokes) * background, labels
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -47,10 +34,17 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def trained(one_torch_thread):
-    images, labels = coloured_digits()
+    images, labels = coloured_digits(IMAGE_SIZE)
     progress = []
     generator, history = train_cvae(images, labels, QUICK, on_progress=lambda epoch, loss: progress.append((epoch, loss)))
     return generator, history, progress, images, labels
+
+
+def test_coloured_digits_have_the_background_of_their_class():
+    images, labels = coloured_digits(IMAGE_SIZE, count=20)
+    assert images.shape == (20, 3, IMAGE_SIZE, IMAGE_SIZE) and labels.tolist() == list(range(10)) * 2
+    torch.testing.assert_close(images[:, :, 0, 0], BACKGROUND_COLOURS[labels % 5])  # sklearn's corners are blank
+    assert (images.amax(dim=(2, 3)) > 0.5).all()  # white strokes light up the channels the background leaves dark
 
 
 def test_training_loss_falls_and_reports_progress(trained):
@@ -76,7 +70,7 @@ def test_generated_images_look_like_their_class(trained):
 
 
 def test_training_is_deterministic_and_leaves_the_global_rng_alone():
-    images, labels = coloured_digits(200)
+    images, labels = coloured_digits(IMAGE_SIZE, count=200)
     config = QUICK.model_copy(update={"epochs": 2})
     rng_before = torch.random.get_rng_state()
     first, first_history = train_cvae(images, labels, config)
