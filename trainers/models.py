@@ -1,5 +1,6 @@
 """Classifiers: torchvision ResNets built from config, fine-tuned from weights, loaded for evaluation."""
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     try:
         # weights_only: a weights file is data, never code.
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError) as error:
+    except (OSError, RuntimeError, pickle.UnpicklingError) as error:
         raise TrainError(f"weights {path}: cannot load a state_dict ({str(error).splitlines()[0]})") from None
     if not isinstance(state, dict):
         raise TrainError(f"weights {path}: expected a state_dict (a dict of tensors), got {type(state).__name__}")
