@@ -7,12 +7,14 @@ import pytest
 import ray
 import torch
 
+from conftest import write_stream
 from trainers.callbacks import History
 from trainers.config import TrainConfig
 from trainers.errors import TrainError
 from trainers.memory_source import MemorySource, MemorySourceFactory, colour_classes
 from trainers.models import load_classifier
 from trainers.ray_train import train
+from trainers.shard_sources import ShardSourceFactory
 
 CLASSES, SIZE = 3, 16
 
@@ -104,3 +106,26 @@ def test_a_worker_train_error_reaches_the_caller_as_one_line(local_ray, tmp_path
     with pytest.raises(TrainError, match="rank 0 holds 4 samples, fewer than batch_size 8") as error:
         train(config, factory, tmp_path)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.slow
+def test_training_over_real_shards_with_the_dali_loader(local_ray, tmp_path: Path):
+    store = tmp_path / "store"
+    write_stream(store / "original", 40, max_samples=7, stream="original")
+    write_stream(store / "interventional", 20, max_samples=5, writer_id="g0", stream="interventional")
+    config = TrainConfig.model_validate({
+        "model": "resnet18", "num_classes": 3, "max_steps": 4, "checkpoint_every_steps": 2, "report_every_steps": 2,
+        "max_failures": 0, "optimizer": {"lr": 0.004, "decay_unit": "steps"},
+        "data": {"crop_size": 16, "resize_size": 16, "num_threads": 1, "shuffle_buffer": 8},
+        "streams": {"original": {"batch_size": 6}, "interventional": {"batch_size": 3, "loss_weight": 0.05},
+                    "transferred": {"batch_size": 0}},
+    })
+    factory = ShardSourceFactory(store, config.data, config.seed, growing=frozenset({"interventional"}))
+    history = History()
+    result = train(config, factory, tmp_path / "run", [history])
+
+    assert [r.samples for r in history.steps] == [{"original": 6, "interventional": 3}] * 4
+    assert history.steps[-1].stats["original"].samples == 24 and history.steps[-1].stats["interventional"].samples == 12
+    assert all(0 < r.loss < 10 for r in history.steps)
+    assert result.checkpoint.name == "step_000000004"
+    assert load_classifier(result.checkpoint.parent, "resnet18", 3)(torch.randn(2, 3, 16, 16)).shape == (2, 3)

@@ -1,0 +1,27 @@
+"""The ``SourceFactory`` of a real job: DALI batch sources over the job's shard store."""
+
+from pathlib import Path
+
+import torch
+
+from trainers.config import StreamConfig
+from trainers.data.config import LoaderConfig
+from trainers.data.source import DaliBatchSource, build_batch_source
+
+
+class ShardSourceFactory:
+    """Builds each read stream's DALI source from ``store_dir/<stream>`` (picklable, for Ray workers)."""
+
+    def __init__(self, store_dir: Path, loader: LoaderConfig, seed: int, growing: frozenset[str] = frozenset()) -> None:
+        """Args:
+        store_dir: the shard store root, one subdirectory per stream.
+        loader: decode, augmentation and bad-sample settings (``train.data``).
+        seed: the run's seed (``train.seed``).
+        growing: streams datagen may still be writing; they are followed through the manifest.
+        """
+        self.store_dir, self.loader, self.seed, self.growing = Path(store_dir), loader, seed, frozenset(growing)
+
+    def __call__(self, stream: str, config: StreamConfig, rank: int, world_size: int, device: torch.device) -> DaliBatchSource:
+        return build_batch_source(
+            stream, self.store_dir / stream, config, self.loader, rank, world_size, str(device), self.seed, stream in self.growing
+        )
