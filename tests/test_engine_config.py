@@ -9,7 +9,7 @@ import torchvision
 from trainers.config import TrainConfig
 from trainers.deepspeed_config import deepspeed_config, merge, step_schedule
 from trainers.errors import TrainError
-from trainers.models import build_model, load_classifier
+from trainers.models import build_model, check_weights, load_classifier
 
 
 def config(**overrides) -> TrainConfig:
@@ -111,3 +111,12 @@ def test_load_classifier_reads_a_state_dict_file_in_eval_mode(tmp_path: Path):
     assert not model.training
     images = torch.randn(2, 3, 32, 32)
     assert torch.equal(model(images), trained.eval()(images))
+
+
+def test_weights_are_checked_without_downloading(tmp_path: Path):
+    check_weights("resnet152", "IMAGENET1K_V2")
+    check_weights("resnet50", "ResNet50_Weights.IMAGENET1K_V1")
+    torch.save({}, tmp_path / "local.pt")
+    check_weights("resnet18", str(tmp_path / "local.pt"))
+    with pytest.raises(TrainError, match="neither a local file nor torchvision weights of resnet18"):
+        check_weights("resnet18", str(tmp_path / "missing.pt"))

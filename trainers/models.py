@@ -28,14 +28,21 @@ def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def _torchvision_state_dict(arch: str, name: str) -> dict[str, torch.Tensor]:
-    """Weights published by torchvision for ``arch``: ``IMAGENET1K_V1`` or ``ResNet50_Weights.IMAGENET1K_V2``."""
+def torchvision_weights(arch: str, name: str) -> torchvision.models.WeightsEnum:
+    """Weights published by torchvision for ``arch`` (``IMAGENET1K_V1`` or ``ResNet50_Weights.IMAGENET1K_V2``);
+    resolving the name downloads nothing."""
     qualified = name if "." in name else f"{torchvision.models.get_model_weights(arch).__name__}.{name}"
     try:
-        weights = torchvision.models.get_weight(qualified)
+        return torchvision.models.get_weight(qualified)
     except (ValueError, KeyError, AttributeError):
         raise TrainError(f"weights {name!r}: neither a local file nor torchvision weights of {arch}") from None
-    return weights.get_state_dict(progress=False)
+
+
+def check_weights(arch: str, pretrained: str | None) -> None:
+    """Raise TrainError now if ``build_model(arch, ..., pretrained)`` could not find its weights."""
+    _check_arch(arch)
+    if pretrained is not None and not Path(pretrained).is_file():
+        torchvision_weights(arch, pretrained)
 
 
 def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str, new_head_ok: bool) -> None:
@@ -70,7 +77,7 @@ def build_model(arch: str, num_classes: int, pretrained: str | None = None) -> n
     model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
     if pretrained is not None:
         path = Path(pretrained)
-        state = _load_state_dict_file(path) if path.is_file() else _torchvision_state_dict(arch, pretrained)
+        state = _load_state_dict_file(path) if path.is_file() else torchvision_weights(arch, pretrained).get_state_dict(progress=False)
         load_weights(model, state, pretrained, new_head_ok=True)
     return model
 
@@ -105,6 +112,6 @@ def load_classifier(path_or_name: str | Path, arch: str, num_classes: int) -> nn
     elif path.is_file():
         state = _load_state_dict_file(path)
     else:
-        state = _torchvision_state_dict(arch, str(path_or_name))
+        state = torchvision_weights(arch, str(path_or_name)).get_state_dict(progress=False)
     load_weights(model, state, str(path_or_name), new_head_ok=False)
     return model.eval()

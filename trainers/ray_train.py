@@ -24,6 +24,7 @@ from trainers.config import TrainConfig
 from trainers.deepspeed_config import deepspeed_config, step_schedule
 from trainers.errors import TrainError
 from trainers.loop import SourceFactory, run_worker
+from trainers.models import check_weights
 
 logger = logging.getLogger(__name__)
 
@@ -83,8 +84,7 @@ def _validate(config: TrainConfig, num_workers: int) -> None:
         raise TrainError(f"num_workers must be >= 1 (got {num_workers})")
     step_schedule(config)
     deepspeed_config(config, use_cuda=False)
-    if config.pretrained is not None and not Path(config.pretrained).is_file() and os.sep in config.pretrained:
-        raise TrainError(f"train.pretrained {config.pretrained}: file not found")
+    check_weights(config.model, config.pretrained)
 
 
 def _worker_error(error: ray.train.TrainingFailedError) -> Exception:
