@@ -44,6 +44,24 @@ def build_parser() -> argparse.ArgumentParser:
     generator = commands.add_parser("generator", help="generator tools").add_subparsers(dest="action", required=True)
     _add_config_arguments(generator.add_parser("train", help="train the job's CVAE on its training stream"))
 
+    evaluate = commands.add_parser("eval", help="top-1/top-5 (ObjectNet, ImageNet-C mCE, ImageNet-V2, folders, shards)")
+    evaluate.add_argument("checkpoint", help="a trainer checkpoint directory, a state_dict file, or torchvision weights name")
+    evaluate.add_argument("--suite", required=True, help="imagefolder, shards, objectnet, imagenet-c or imagenet-v2")
+    evaluate.add_argument("--data", required=True, type=Path, help="the evaluation set's directory")
+    evaluate.add_argument("--config", type=Path, help="the job config (model, classes, normalisation); else the flags below")
+    evaluate.add_argument("--arch", default="resnet152", help="model architecture without --config (default resnet152)")
+    evaluate.add_argument("--num-classes", type=int, default=1000, help="classifier outputs without --config (default 1000)")
+    evaluate.add_argument("--json", type=Path, help="where the results go (default ./eval-SUITE.json)")
+    evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
+
+    corrupt = commands.add_parser("imagenet-c", help="ImageNet-C tools").add_subparsers(dest="action", required=True)
+    build = corrupt.add_parser("build", help="make a corruption/severity directory from an ImageFolder")
+    build.add_argument("source", type=Path)
+    build.add_argument("out", type=Path)
+    build.add_argument("--corruptions", default="all", help="comma-separated names, or all (the 15 of ImageNet-C)")
+    build.add_argument("--severities", default="1,2,3,4,5")
+    build.add_argument("--workers", type=int, default=1)
+
     config = commands.add_parser("config", help="job config tools").add_subparsers(dest="action", required=True)
     _add_config_arguments(config.add_parser("check", help="validate a config and print it resolved"))
 
@@ -75,13 +93,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _datagen(args: argparse.Namespace) -> int:
-    from cluster.generation import generate
+    from cluster.generation import generate, plan_job_generation
     from cluster.local_ray import ray_session
 
     config = load_config(args.config, args.overrides)
-    digest = save_resolved(config)
+    settings, units = plan_job_generation(config, save_resolved(config))
     with ray_session(args.address):
-        report = generate(config, digest)
+        report = generate(config, settings, units)
     console.print(f"datagen: {report.images} images in {report.shards} shards from {report.units} units "
                   f"({report.restarts} actor restarts) -> {config.store_dir / config.datagen.stream}")
     return 0
@@ -102,6 +120,35 @@ def _generator_train(args: argparse.Namespace) -> int:
 
     path = train_generator(load_config(args.config, args.overrides))
     console.print(f"generator: trained CVAE saved to {path}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from datagen.generators.loading import pick_device
+    from trainers.evaluation import EvalConfig, evaluate, format_table, write_json
+    from trainers.models import load_classifier
+
+    arch, num_classes, eval_config = args.arch, args.num_classes, EvalConfig()
+    if args.config:
+        train = load_config(args.config).train
+        arch, num_classes, eval_config = train.model, train.num_classes, EvalConfig(loader=train.data)
+    model = load_classifier(args.checkpoint, arch, num_classes)
+    result = evaluate(model, args.suite, args.data, eval_config, pick_device(args.device))
+    console.print(format_table(result))
+    destination = args.json or Path(f"eval-{args.suite}.json")
+    write_json(result, destination)
+    console.print(f"eval: results -> {destination}")
+    return 0
+
+
+def _imagenet_c_build(args: argparse.Namespace) -> int:
+    from trainers.evaluation import build_corrupted_set, corruption_names
+
+    corruptions = corruption_names()[:15] if args.corruptions == "all" else args.corruptions.split(",")
+    severities = [int(level) for level in args.severities.split(",")]
+    report = build_corrupted_set(args.source, args.out, corruptions, severities, workers=args.workers)
+    console.print(f"imagenet-c: {report.written} images written ({report.already_present} already there) "
+                  f"from {report.images} source images -> {args.out}")
     return 0
 
 
@@ -161,6 +208,8 @@ HANDLERS = {
     ("datagen", None): _datagen,
     ("directions", None): _directions,
     ("generator", "train"): _generator_train,
+    ("eval", None): _eval,
+    ("imagenet-c", "build"): _imagenet_c_build,
     ("config", "check"): _config_check,
     ("shards", "verify"): _shards_verify,
     ("shards", "inspect"): _shards_inspect,

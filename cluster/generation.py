@@ -5,11 +5,13 @@ from pathlib import Path
 from cluster.config import JobConfig
 from cluster.local_ray import cluster_has_gpus
 from cluster.progress import progress_bar
+from datagen.actors import ActorSettings
 from datagen.directions import Directions, compute_directions
 from datagen.generators.cvae_training import load_stream_images, train_cvae
 from datagen.generators.loading import load_generator, pick_device
 from datagen.pool import PoolEvent, PoolReport
 from datagen.service import plan_generation, planned_samples, start_pool
+from datagen.units import WorkUnit
 from shards.manifest import Manifest
 
 
@@ -38,12 +40,16 @@ def compute_job_directions(config: JobConfig) -> tuple[Path, Directions]:
     return destination, directions
 
 
-def generate(config: JobConfig, config_hash: str) -> PoolReport:
-    """Run the generator pool until every planned unit is committed (Ray must be initialised)."""
-    settings, units = plan_generation(
+def plan_job_generation(config: JobConfig, config_hash: str) -> tuple[ActorSettings, list[WorkUnit]]:
+    """Check the job's generation inputs (before Ray starts) and plan its work units."""
+    return plan_generation(
         config.datagen, config.output_dir, config.store_dir, config_hash,
         config.shards.max_samples_per_shard, config.shards.max_bytes_per_shard,
     )
+
+
+def generate(config: JobConfig, settings: ActorSettings, units: list[WorkUnit]) -> PoolReport:
+    """Run the generator pool until every planned unit is committed (Ray must be initialised)."""
     total = planned_samples(config.datagen, units)
     use_gpu = config.datagen.device == "cuda" or (config.datagen.device == "auto" and cluster_has_gpus())
     progress = Manifest(config.store_dir / config.datagen.stream).unit_progress()

@@ -143,6 +143,7 @@ class _PcaState:
 
     def save(self) -> None:
         arrays = {name: np.asarray(getattr(self.pca, name)) for name in _PCA_STATE}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         temporary = self.path.with_name(self.path.name + ".tmp.npz")
         np.savez(temporary, **arrays, next_batch=np.array(self.next_batch), fingerprint=np.array(self.fingerprint))
         temporary.replace(self.path)
