@@ -93,15 +93,20 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _datagen(args: argparse.Namespace) -> int:
-    from cluster.generation import generate, plan_job_generation
+    from cluster.generation import generate, plan_job_generation, transfer
     from cluster.local_ray import ray_session
 
     config = load_config(args.config, args.overrides)
-    settings, units = plan_job_generation(config, save_resolved(config))
+    digest = save_resolved(config)
+    settings, units = plan_job_generation(config, digest)
     with ray_session(args.address):
         report = generate(config, settings, units)
-    console.print(f"datagen: {report.images} images in {report.shards} shards from {report.units} units "
-                  f"({report.restarts} actor restarts) -> {config.store_dir / config.datagen.stream}")
+        console.print(f"datagen: {report.images} images in {report.shards} shards from {report.units} units "
+                      f"({report.restarts} actor restarts) -> {config.store_dir / config.datagen.stream}")
+        if config.datagen.transfer.actors > 0:
+            stage = config.datagen.transfer
+            report = transfer(config, units, digest)
+            console.print(f"transfer: {report.images} images in {report.shards} shards -> {config.store_dir / stage.stream}")
     return 0
 
 

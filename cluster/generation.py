@@ -10,7 +10,13 @@ from datagen.directions import Directions, compute_directions
 from datagen.generators.cvae_training import load_stream_images, train_cvae
 from datagen.generators.loading import load_generator, pick_device
 from datagen.pool import PoolEvent, PoolReport
-from datagen.service import plan_generation, planned_samples, start_pool
+from datagen.service import (
+    plan_generation,
+    planned_samples,
+    start_pool,
+    start_transfer_pool,
+)
+from datagen.transfer_stage import content_sample_count
 from datagen.units import WorkUnit
 from shards.manifest import Manifest
 
@@ -40,6 +46,10 @@ def compute_job_directions(config: JobConfig) -> tuple[Path, Directions]:
     return destination, directions
 
 
+def _use_gpu(config: JobConfig) -> bool:
+    return config.datagen.device == "cuda" or (config.datagen.device == "auto" and cluster_has_gpus())
+
+
 def plan_job_generation(config: JobConfig, config_hash: str) -> tuple[ActorSettings, list[WorkUnit]]:
     """Check the job's generation inputs (before Ray starts) and plan its work units."""
     return plan_generation(
@@ -51,7 +61,6 @@ def plan_job_generation(config: JobConfig, config_hash: str) -> tuple[ActorSetti
 def generate(config: JobConfig, settings: ActorSettings, units: list[WorkUnit]) -> PoolReport:
     """Run the generator pool until every planned unit is committed (Ray must be initialised)."""
     total = planned_samples(config.datagen, units)
-    use_gpu = config.datagen.device == "cuda" or (config.datagen.device == "auto" and cluster_has_gpus())
     progress = Manifest(config.store_dir / config.datagen.stream).unit_progress()
     with progress_bar(f"generate {config.datagen.stream}") as update:
         done = sum(progress[unit.unit_id].samples for unit in units if unit.unit_id in progress)
@@ -61,7 +70,31 @@ def generate(config: JobConfig, settings: ActorSettings, units: list[WorkUnit]) 
             done += event.images
             update(done, total)
 
-        pool = start_pool(settings, units, on_event, use_gpu=use_gpu)
+        pool = start_pool(settings, units, on_event, use_gpu=_use_gpu(config))
+        try:
+            return pool.run()
+        finally:
+            pool.shutdown()
+
+
+def transfer(config: JobConfig, generation_units: list[WorkUnit], config_hash: str) -> PoolReport:
+    """Run the transfer actors over the content stream (Ray must be initialised)."""
+    stage = config.datagen.transfer
+    total = content_sample_count(config.store_dir, stage)
+    with progress_bar(f"transfer -> {stage.stream}") as update:
+        done = 0
+
+        def on_event(event: PoolEvent) -> None:
+            nonlocal done
+            done += event.images
+            update(done, total)
+
+        pool = start_transfer_pool(
+            stage, generation_units, config.store_dir, config_hash,
+            config.shards.max_samples_per_shard, config.shards.max_bytes_per_shard,
+            device=config.datagen.device, resources=config.datagen.actor_resources,
+            on_event=on_event, use_gpu=_use_gpu(config),
+        )
         try:
             return pool.run()
         finally:
