@@ -106,7 +106,8 @@ def test_load_stream_images_decodes_every_committed_sample(stream_dir: Path):
     expected = Image.open(io.BytesIO(sample["png"])).convert("RGB").resize((8, 8), Image.Resampling.BILINEAR)
     torch.testing.assert_close(images[3], torch.from_numpy(np.array(expected)).permute(2, 0, 1).float() / 255)
 
-    generator, _ = train_cvae(images, labels, CvaeTrainConfig(model=CvaeArchitecture(num_classes=3, image_size=8, hidden_dim=8), epochs=1))
+    tiny = CvaeTrainConfig(model=CvaeArchitecture(num_classes=3, image_size=8, hidden_dim=8), epochs=1)
+    generator, _ = train_cvae(images, labels, tiny)
     assert generator.generate(generator.sample_latents([0], 1.0), torch.tensor([2]), 1.0).shape == (1, 3, 8, 8)
 
 

@@ -163,7 +163,9 @@ def load_cvae(directory: Path, device: torch.device | str = "cpu") -> CvaeGenera
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise DatagenError(f"{directory}: CVAE directory not found; train one with `genint generator train` or fix the path")
+        raise DatagenError(
+            f"{directory}: CVAE directory not found; train one with `genint generator train` or fix the path"
+        )
     architecture = _read_architecture(directory / CONFIG_NAME)
     weights_path = directory / WEIGHTS_NAME
     if not weights_path.is_file():
@@ -171,7 +173,8 @@ def load_cvae(directory: Path, device: torch.device | str = "cpu") -> CvaeGenera
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt files and refused objects
-        raise DatagenError(f"{weights_path}: cannot read CVAE weights ({type(error).__name__}: {_first_line(error)})") from None
+        reason = f"{type(error).__name__}: {_first_line(error)}"
+        raise DatagenError(f"{weights_path}: cannot read CVAE weights ({reason})") from None
     if not isinstance(state, dict):
         raise DatagenError(f"{weights_path}: expected a state_dict (got {type(state).__name__})")
     model = ConditionalVae(architecture)

@@ -131,8 +131,8 @@ def check_training_data(images: torch.Tensor, labels: torch.Tensor, architecture
         )
     if labels.min() < 0 or labels.max() >= architecture.num_classes:
         raise DatagenError(
-            f"CVAE training labels must lie in [0, {architecture.num_classes}) (got {int(labels.min())}..{int(labels.max())}); "
-            "raise model.num_classes or drop those samples"
+            f"CVAE training labels must lie in [0, {architecture.num_classes}) "
+            f"(got {int(labels.min())}..{int(labels.max())}); raise model.num_classes or drop those samples"
         )
 
 
