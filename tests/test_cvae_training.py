@@ -116,3 +116,12 @@ def test_load_stream_images_fails_one_line_without_data(tmp_path: Path):
         with pytest.raises(DatagenError) as caught:
             load_stream_images(directory, image_size=8)
         assert expected in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_load_stream_images_fails_one_line_on_a_corrupt_shard(stream_dir: Path):
+    write_stream(stream_dir, 10, max_samples=4)
+    shard = sorted(stream_dir.glob("*.tar"))[1]
+    shard.write_bytes(bytes(range(256)) * 12)  # not a tar header
+    with pytest.raises(DatagenError) as caught:
+        load_stream_images(stream_dir, image_size=8)
+    assert "cannot read the training stream" in str(caught.value) and "\n" not in str(caught.value)

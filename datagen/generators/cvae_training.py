@@ -9,6 +9,7 @@ between reconstruction and KL; it was not implemented.
 """
 
 import io
+import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,8 +160,10 @@ def load_stream_images(stream_dir: Path, image_size: int) -> tuple[torch.Tensor,
         for sample in iter_samples(shard_paths):
             pixels.append(_decode_image(sample, image_size))
             labels.append(_decode_label(sample))
-    except (ShardError, OSError, ValueError) as error:
-        raise DatagenError(f"{stream_dir}: cannot read the training stream ({error})") from None
+    except (ShardError, tarfile.TarError, OSError, ValueError) as error:
+        # webdataset appends the stream and url to an exception's args; the first arg is the reason.
+        reason = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
+        raise DatagenError(f"{stream_dir}: cannot read the training stream ({type(error).__name__}: {reason})") from None
     if not pixels:
         raise DatagenError(f"{stream_dir}: no committed samples in this stream; write its shards first")
     return torch.stack(pixels).float() / 255, torch.tensor(labels, dtype=torch.long)
