@@ -20,6 +20,7 @@ import ray
 from ray.exceptions import RayActorError
 
 from datagen.errors import DatagenError
+from datagen.generators.checks import first_line
 from datagen.unit_writer import UnitReport
 from shards.manifest import Manifest
 
@@ -216,10 +217,10 @@ class ActorPool:
                     self._finished(slot, unit, ray.get(reference))
                 except RayActorError as error:
                     if error.actor_init_failed:
-                        raise DatagenError(f"actor {writer_id} failed to start: {_first_line(error)}") from None
+                        raise DatagenError(f"actor {writer_id} failed to start: {_reason(error)}") from None
                     self._replace(slot, pending, unit)
                 except ray.exceptions.RayTaskError as error:
-                    raise DatagenError(f"actor {writer_id}, unit {unit.unit_id}: {_first_line(error)}") from None
+                    raise DatagenError(f"actor {writer_id}, unit {unit.unit_id}: {_reason(error)}") from None
         return self.report
 
     def _close_all(self, pending: deque[WorkUnit]) -> bool:
@@ -236,6 +237,6 @@ class ActorPool:
             self._slots.clear()
 
 
-def _first_line(error: BaseException) -> str:
-    cause = getattr(error, "cause", None) or error
-    return str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
+def _reason(error: BaseException) -> str:
+    """The original exception's message behind a Ray error (whose own text carries a traceback)."""
+    return first_line(getattr(error, "cause", None) or error)

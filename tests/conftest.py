@@ -37,3 +37,13 @@ def write_stream(stream_dir: Path, count: int, max_samples: int = 7, writer_id: 
 @pytest.fixture
 def stream_dir(tmp_path: Path) -> Path:
     return tmp_path / "store" / "original"
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray for the module's tests (two CPUs, no dashboard)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()

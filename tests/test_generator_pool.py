@@ -14,14 +14,7 @@ from shards.reader import committed_shards, iter_samples
 from shards.verify import verify_store
 from tests.datagen_helpers import save_tiny_biggan, tiny_datagen_config
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("local_ray")]
 
 
 @pytest.fixture(scope="module")

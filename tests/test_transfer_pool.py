@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-import ray
 import torch
 from torchvision.models import vgg19
 
@@ -15,14 +14,7 @@ from shards.verify import verify_store
 from tests.conftest import write_stream
 from tests.datagen_helpers import save_tiny_biggan, tiny_datagen_config
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("local_ray")]
 
 
 def _samples(stream_dir: Path) -> list[dict]:

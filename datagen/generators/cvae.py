@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from datagen.errors import DatagenError
+from datagen.generators.checks import check_state_dict_keys, first_line
 from datagen.generators.cvae_config import CvaeArchitecture
 
 CONFIG_NAME = "config.json"
@@ -173,12 +174,12 @@ def load_cvae(directory: Path, device: torch.device | str = "cpu") -> CvaeGenera
     try:
         state = torch.load(weights_path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for corrupt files and refused objects
-        reason = f"{type(error).__name__}: {_first_line(error)}"
+        reason = f"{type(error).__name__}: {first_line(error)}"
         raise DatagenError(f"{weights_path}: cannot read CVAE weights ({reason})") from None
     if not isinstance(state, dict):
         raise DatagenError(f"{weights_path}: expected a state_dict (got {type(state).__name__})")
     model = ConditionalVae(architecture)
-    _check_state(model, state, weights_path)
+    check_state_dict_keys(model, state, str(weights_path))
     model.load_state_dict(state, strict=True)
     return CvaeGenerator(model, device)
 
@@ -190,7 +191,7 @@ def _read_architecture(path: Path) -> CvaeArchitecture:
     except FileNotFoundError:
         raise DatagenError(f"{path}: CVAE config not found (a saved CVAE has {CONFIG_NAME} and {WEIGHTS_NAME})") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DatagenError(f"{path}: cannot read CVAE config ({_first_line(error)})") from None
+        raise DatagenError(f"{path}: cannot read CVAE config ({first_line(error)})") from None
     if not isinstance(config, dict) or config.get("generator") != GENERATOR_KIND:
         found = config.get("generator") if isinstance(config, dict) else type(config).__name__
         raise DatagenError(f'{path}: not a CVAE config (expected "generator": "{GENERATOR_KIND}", got {found!r})')
@@ -200,31 +201,3 @@ def _read_architecture(path: Path) -> CvaeArchitecture:
         first = error.errors()[0]
         field = ".".join(["architecture", *(str(part) for part in first["loc"])])
         raise DatagenError(f"{path}: {field}: {first['msg']} (got {first.get('input')!r})") from None
-
-
-def _check_state(model: ConditionalVae, state: dict, weights_path: Path) -> None:
-    """Raise one DatagenError naming missing, unexpected and wrongly shaped keys, if any."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    reshaped = [
-        f"{name} {_shape(state[name])} != {_shape(expected[name])}"
-        for name in sorted(set(expected) & set(state))
-        if _shape(state[name]) != _shape(expected[name])
-    ]
-    problems = [
-        f"{label}: {', '.join(names)}"
-        for label, names in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", reshaped))
-        if names
-    ]
-    if problems:
-        raise DatagenError(f"{weights_path}: weights do not match config.json ({'; '.join(problems)})")
-
-
-def _shape(value: object) -> tuple[int, ...] | str:
-    return tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
