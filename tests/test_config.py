@@ -9,7 +9,13 @@ import pytest
 import yaml
 
 from cluster.cli import main
-from cluster.config import CONFIG_HASH_FILE, RESOLVED_CONFIG_FILE, load_config, config_hash, save_resolved
+from cluster.config import (
+    CONFIG_HASH_FILE,
+    RESOLVED_CONFIG_FILE,
+    config_hash,
+    load_config,
+    save_resolved,
+)
 from cluster.errors import ConfigError
 
 VALID = {

@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from datagen.errors import DatagenError
-from datagen.generators.cvae import CONFIG_NAME, WEIGHTS_NAME, ConditionalVae, CvaeGenerator, load_cvae
+from datagen.generators.cvae import (
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    ConditionalVae,
+    CvaeGenerator,
+    load_cvae,
+)
 from datagen.generators.cvae_config import CvaeArchitecture
 
 TINY = CvaeArchitecture(num_classes=4, image_size=8, hidden_dim=16, latent_dim=3, label_embedding_dim=2)

@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import make_sample, write_stream
 from PIL import Image
 
-from conftest import make_sample, write_stream
 from datagen.errors import DatagenError
 from datagen.generators.cvae_config import CvaeArchitecture, CvaeTrainConfig
 from datagen.generators.cvae_digits import BACKGROUND_COLOURS, coloured_digits
