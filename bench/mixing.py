@@ -6,7 +6,7 @@ sources, so the difference is the cost of mixing itself. Steps alternate (1-stre
 ...) and the median step time of each is reported, with the data-wait share of step time
 (the in-memory loader always keeps up).
 
-    DS_ACCELERATOR=cpu python bench/mixing.py [--model resnet18] [--image-size 32] [--batch 96] [--steps 30]
+    DS_ACCELERATOR=cpu python bench/mixing.py [--model resnet18] [--image-size 32] [--batch 96] [--steps 30] [--threads 1]
 """
 
 import argparse
@@ -63,7 +63,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=96, help="total samples per step")
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: steadier on a shared CPU)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     config = TrainConfig.model_validate({
         "model": args.model, "num_classes": CLASSES,
         "optimizer": {"lr": 0.01, "decay_unit": "steps"},
@@ -80,7 +82,7 @@ def main() -> None:
     three = 1.0 / statistics.median(r.step_s for r in reports[3])
     wait_share = sum(r.data_wait_s for r in reports[3]) / sum(r.step_s for r in reports[3])
     summary = {
-        "device": device.type, "model": args.model, "image_size": args.image_size, "batch": args.batch,
+        "device": device.type, "threads": args.threads, "model": args.model, "image_size": args.image_size, "batch": args.batch,
         "mix_3": stream_mix(args.batch, 3),
         "steps_per_s_1_stream": round(one, 3), "steps_per_s_3_streams": round(three, 3),
         "images_per_s_3_streams": round(three * args.batch, 1),

@@ -44,9 +44,9 @@ class _ForwardReports(UserCallback):
 
 def _worker(args: dict) -> None:
     """One Ray Train worker (the process group is already initialised by Ray Train)."""
-    if not args["use_gpu"]:
-        # DeepSpeed picks its accelerator on import; the CPU one runs its collectives over gloo.
-        os.environ["DS_ACCELERATOR"] = "cpu"
+    # DeepSpeed picks its accelerator on import (it is imported later, in build_engine);
+    # the CPU one runs its collectives over Ray Train's gloo group.
+    os.environ["DS_ACCELERATOR"] = "cuda" if args["use_gpu"] else "cpu"
     device = ray.train.torch.get_device() if args["use_gpu"] else torch.device("cpu")
     run_worker(args["config"], args["make_source"], Path(args["checkpoint_dir"]), device, ray.train.report)
 
@@ -57,11 +57,16 @@ class _Dispatcher:
     def __init__(self, queue: Queue, callbacks: list[TrainCallback]) -> None:
         self.queue, self.callbacks = queue, callbacks
         self.last_step, self.final_losses, self.checkpoint = 0, {}, None
+        self.error: Exception | None = None
         self.thread = threading.Thread(target=self._run, name="train-reports", daemon=True)
 
     def _run(self) -> None:
         while (rounds := self.queue.get()) != _DONE:
-            self._dispatch(rounds)
+            if self.error is None:
+                try:
+                    self._dispatch(rounds)
+                except Exception as error:  # re-raised by train() once fit returns
+                    self.error = error
 
     def _dispatch(self, rounds: list[dict]) -> None:
         per_rank = [[StepReport.from_dict(step) for step in payload["steps"]] for payload in rounds]
@@ -156,6 +161,8 @@ def train(
         queue.put(_DONE)
         dispatcher.thread.join()
         ray.kill(queue.actor)
+    if dispatcher.error is not None:
+        raise dispatcher.error
     result = TrainResult(dispatcher.last_step, dispatcher.checkpoint, dispatcher.final_losses)
     for callback in callbacks:
         callback.on_end(result)
