@@ -132,3 +132,19 @@ def test_a_stream_with_batch_size_zero_is_never_built_or_read(process_group, tmp
     assert [len(factory.read[name]) for name in ("original", "transferred")] == [3 * 4, 3 * 2]
     steps = [step for payload in emitted for step in payload["steps"]]
     assert [step["samples"] for step in steps] == [{"original": 4, "transferred": 2}] * 3
+
+
+@pytest.mark.slow
+def test_irm_trains_through_deepspeed_with_each_stream_an_environment(process_group, tmp_path: Path):
+    streams = {"red": {"batch_size": 4}, "green": {"batch_size": 4}}
+    config = tiny_config(streams=streams, max_steps=2, objective={"name": "irm", "irm_weight": 10.0, "irm_anneal_steps": 1})
+    datasets = {name: colour_classes(16, CLASSES, SIZE, seed) for seed, name in enumerate(streams)}
+    emitted = []
+    run_worker(config, MemorySourceFactory(datasets), tmp_path, torch.device("cpu"), emitted.append)
+    steps = [step for payload in emitted for step in payload["steps"]]
+    assert [step["extra"]["irm_penalty_weight"] for step in steps] == [1.0, 10.0]
+    for step in steps:
+        erm = sum(step["stream_losses"].values())
+        weight, penalty = step["extra"]["irm_penalty_weight"], step["extra"]["irm_penalty"]
+        assert penalty > 0
+        assert step["loss"] == pytest.approx((erm + weight * penalty) / max(weight, 1.0), rel=1e-5)

@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from trainers.config import ObjectiveConfig
-from trainers.objectives import CrossEntropyMix, InvariantRiskMinimisation, Segment, build_objective, irm_penalty
+from trainers.objectives import (
+    CrossEntropyMix,
+    InvariantRiskMinimisation,
+    Segment,
+    build_objective,
+    irm_penalty,
+)
 
 
 def hand_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -68,8 +74,8 @@ def test_irm_objective_adds_the_summed_penalty_with_annealing():
     penalty = irm_penalty(logits_a, labels_a).item() + irm_penalty(2.0 * logits_b, labels_b).item()
     assert penalty > 0
     objective = InvariantRiskMinimisation(weight=100.0, anneal_steps=10)
-    during = objective(logits, labels, segments, step=9)
-    after = objective(logits, labels, segments, step=10)
+    during = objective(logits, labels, segments, step=10)
+    after = objective(logits, labels, segments, step=11)
     assert during.loss.item() == pytest.approx(erm + penalty, rel=1e-5)
     assert after.loss.item() == pytest.approx((erm + 100.0 * penalty) / 100.0, rel=1e-5)
     # The penalty is differentiable: its gradient reaches the logits.

@@ -80,7 +80,7 @@ class InvariantRiskMinimisation:
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor, segments: list[Segment], step: int) -> ObjectiveOutput:
         mix = CrossEntropyMix()(logits, labels, segments, step)
         penalty = sum(irm_penalty(logits[s.start : s.stop], labels[s.start : s.stop]) for s in segments)
-        penalty_weight = self.weight if step >= self.anneal_steps else 1.0
+        penalty_weight = self.weight if step > self.anneal_steps else 1.0  # steps count from 1
         loss = mix.loss + penalty_weight * penalty
         if penalty_weight > 1.0:
             loss = loss / penalty_weight
