@@ -91,6 +91,12 @@ class TrainConfig(BaseModel):
     report_every_steps: PositiveInt = Field(
         default=10, description="steps between worker reports to the driver (each report syncs the workers)"
     )
+    workers: PositiveInt = Field(
+        default=1, description="Ray Train workers (data-parallel ranks); a change resumes from the latest checkpoint"
+    )
+    worker_resources: dict[str, NonNegativeFloat] | None = Field(
+        default=None, description="Ray resources of each worker, e.g. {CPU: 4, trainer: 1}; None: Ray Train's default"
+    )
     max_failures: NonNegativeInt = Field(
         default=3, description="worker-group restarts (from the latest checkpoint) before the run fails"
     )

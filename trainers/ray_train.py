@@ -106,7 +106,7 @@ def train(
     make_source: SourceFactory,
     output_dir: Path,
     callbacks: list[TrainCallback] = (),
-    num_workers: int = 1,
+    num_workers: int | None = None,
     use_gpu: bool = False,
     resume: bool = True,
     worker_resources: dict[str, float] | None = None,
@@ -121,15 +121,17 @@ def train(
         make_source: builds a stream's ``BatchSource`` on a worker (it is pickled to the workers).
         output_dir: the job's training directory.
         callbacks: receive every rank's step reports, checkpoints and the end, in the driver.
-        num_workers: data-parallel workers.
+        num_workers: data-parallel workers; None: ``config.workers``.
         use_gpu: one GPU per worker (bf16, NCCL); else CPU (fp32, gloo).
         resume: continue from the newest checkpoint in ``output_dir``; False deletes old checkpoints first.
-        worker_resources: Ray resources of each worker (e.g. ``{"CPU": 4, "trainer": 1}``); Ray Train's default if None.
+        worker_resources: Ray resources of each worker (e.g. ``{"CPU": 4, "trainer": 1}``); None: ``config.worker_resources``.
     Returns:
         the last step, the newest checkpoint and each rank's last loss.
     Raises:
         TrainError: bad config, or a worker's TrainError (e.g. bad data) after the retries.
     """
+    num_workers = config.workers if num_workers is None else num_workers
+    worker_resources = config.worker_resources if worker_resources is None else worker_resources
     _validate(config, num_workers)
     output_dir = Path(output_dir).absolute()
     checkpoint_dir = output_dir / CHECKPOINT_SUBDIR
