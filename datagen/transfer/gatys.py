@@ -119,19 +119,19 @@ def transfer_batch(
     # result depends on what else was in the batch. Who is active is known on the host from the
     # step counts alone, so leaving never waits for the device.
     active = torch.arange(len(steps))
-    remaining = torch.tensor(list(steps))
+    step_counts = torch.tensor(list(steps))
     for iteration in range(max(steps, default=0) + 1):
-        done = remaining[active] == iteration
+        done = step_counts[active] == iteration
         if done.any():
             results[active[done].to(device)] = image.detach()[done.to(device)].clamp(0, 1)
             kept = torch.nonzero(~done).squeeze(1)
             active = active[kept]
-            if not len(active):
-                break
             kept = kept.to(device)
             image = image.detach()[kept].requires_grad_(True)
             targets = targets.select(kept)
             optimiser.keep(kept)
+        if not len(active):
+            break
         with torch.no_grad():
             image.clamp_(0, 1)
         objective = per_image_objective(features, image, targets, config).sum()

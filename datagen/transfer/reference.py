@@ -28,7 +28,7 @@ def transfer_with_torch_lbfgs(
     device = features.device
     content = content.to(device, torch.float32)
     targets = compute_targets(features, content, style.to(device, torch.float32), config)
-    image = content.clone().requires_grad_(True)
+    image = content.clone(memory_format=torch.contiguous_format).requires_grad_(True)  # LBFGS views grads flat
     optimizer = torch.optim.LBFGS([image], lr=config.lr, max_iter=config.max_iter, history_size=config.history_size)
     evaluations = 0
 
