@@ -6,10 +6,12 @@ import pytest
 import torch
 import torchvision
 
+from conftest import write_stream
 from trainers.config import TrainConfig
 from trainers.deepspeed_config import deepspeed_config, merge, step_schedule
 from trainers.errors import TrainError
 from trainers.models import build_model, check_weights, load_classifier
+from trainers.shard_sources import with_epoch_length
 
 
 def config(**overrides) -> TrainConfig:
@@ -120,3 +122,11 @@ def test_weights_are_checked_without_downloading(tmp_path: Path):
     check_weights("resnet18", str(tmp_path / "local.pt"))
     with pytest.raises(TrainError, match="neither a local file nor torchvision weights of resnet18"):
         check_weights("resnet18", str(tmp_path / "missing.pt"))
+
+
+def test_epoch_length_is_measured_from_the_original_streams_manifest(tmp_path: Path):
+    write_stream(tmp_path / "original", 40, max_samples=7)
+    measured = with_epoch_length(config(steps_per_epoch=None, workers=2, streams={"original": {"batch_size": 6}}), tmp_path)
+    assert measured.steps_per_epoch == 40 // (6 * 2)
+    step_schedule(measured)
+    assert with_epoch_length(config(steps_per_epoch=5), tmp_path).steps_per_epoch == 5

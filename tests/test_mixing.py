@@ -122,7 +122,7 @@ class RecordingFactory(MemorySourceFactory):
 @pytest.mark.slow
 def test_a_stream_with_batch_size_zero_is_never_built_or_read(process_group, tmp_path: Path):
     streams = {"original": {"batch_size": 4}, "interventional": {"batch_size": 0}, "transferred": {"batch_size": 2}}
-    config = tiny_config(streams=streams)
+    config = tiny_config(streams=streams, checkpoint_every_steps=1, keep_checkpoints=2)
     datasets = {name: colour_classes(32, CLASSES, SIZE, seed) for seed, name in enumerate(streams)}
     factory = RecordingFactory(datasets)
     emitted = []
@@ -132,6 +132,9 @@ def test_a_stream_with_batch_size_zero_is_never_built_or_read(process_group, tmp
     assert [len(factory.read[name]) for name in ("original", "transferred")] == [3 * 4, 3 * 2]
     steps = [step for payload in emitted for step in payload["steps"]]
     assert [step["samples"] for step in steps] == [{"original": 4, "transferred": 2}] * 3
+    # A checkpoint per step, the oldest pruned, the newest marked latest.
+    assert sorted(path.name for path in tmp_path.glob("step_*")) == ["step_000000002", "step_000000003"]
+    assert (tmp_path / "latest").read_text() == "step_000000003"
 
 
 @pytest.mark.slow

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import torch
 
-from trainers.config import StreamConfig
+from shards.manifest import Manifest
+from trainers.config import StreamConfig, TrainConfig
 from trainers.data.config import LoaderConfig
 from trainers.data.source import DaliBatchSource, build_batch_source
 
@@ -25,3 +26,16 @@ class ShardSourceFactory:
         return build_batch_source(
             stream, self.store_dir / stream, config, self.loader, rank, world_size, str(device), self.seed, stream in self.growing
         )
+
+
+def with_epoch_length(config: TrainConfig, store_dir: Path, stream: str = "original") -> TrainConfig:
+    """``config`` with ``steps_per_epoch`` measured from ``stream``'s manifest when it is unset.
+
+    An epoch is one pass of every rank over ``stream``'s committed samples (the static stream the
+    paper's "lr /10 every 30 epochs" counts); an explicit ``steps_per_epoch`` is kept.
+    """
+    if config.steps_per_epoch is not None or stream not in config.active_streams:
+        return config
+    samples = sum(record.samples for record in Manifest(Path(store_dir) / stream).shards())
+    per_step = config.streams[stream].batch_size * config.workers
+    return config.model_copy(update={"steps_per_epoch": max(1, samples // per_step)})
