@@ -39,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(datagen)
     datagen.add_argument("--address", help="an existing Ray cluster, e.g. ray://HOST:10001 or auto")
 
+    train = commands.add_parser("train", help="run training alone on the job's shards (embedded local Ray or --address)")
+    _add_config_arguments(train)
+    train.add_argument("--address", help="an existing Ray cluster, e.g. ray://HOST:10001 or auto")
+
     _add_config_arguments(commands.add_parser("directions", help="compute the generator's GANSpace directions (resumable)"))
 
     generator = commands.add_parser("generator", help="generator tools").add_subparsers(dest="action", required=True)
@@ -107,6 +111,25 @@ def _datagen(args: argparse.Namespace) -> int:
             stage = config.datagen.transfer
             report = transfer(config, units, digest)
             console.print(f"transfer: {report.images} images in {report.shards} shards -> {config.store_dir / stage.stream}")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from cluster.local_ray import cluster_has_gpus, ray_session
+    from cluster.training import check_streams_committed, train_job
+    from trainers.ray_train import check_train_config
+    from trainers.shard_sources import with_epoch_length
+
+    config = load_config(args.config, args.overrides)
+    check_streams_committed(config)
+    check_train_config(with_epoch_length(config.train, config.store_dir), config.train.workers)
+    save_resolved(config)
+    with ray_session(args.address):
+        result, last = train_job(config, use_gpu=cluster_has_gpus())
+    if last is not None:
+        losses = ", ".join(f"{stream} {loss:.4f}" for stream, loss in last.stream_losses.items())
+        console.print(f"train: {result.steps} steps, final loss {last.loss:.4f} ({losses})")
+    console.print(f"train: checkpoint {result.checkpoint}")
     return 0
 
 
@@ -211,6 +234,7 @@ def _examples_digits(args: argparse.Namespace) -> int:
 HANDLERS = {
     ("run", None): _run,
     ("datagen", None): _datagen,
+    ("train", None): _train,
     ("directions", None): _directions,
     ("generator", "train"): _generator_train,
     ("eval", None): _eval,

@@ -10,8 +10,11 @@ from cluster.errors import ClusterError
 
 @contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
-    """Start an in-process local Ray (dashboard off, loopback only) or connect to ``address``;
-    shut it down on exit if this call started it."""
+    """Start an in-process local Ray or connect to ``address``; shut it down on exit if this call started it.
+
+    The local dashboard listens on 127.0.0.1 only: Ray Train's placement-group cleaner needs its
+    state API, and exposing it beyond loopback is a cluster deployment's explicit choice.
+    """
     if ray.is_initialized():
         yield
         return
@@ -19,7 +22,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         if address:
             ray.init(address=address, log_to_driver=True)
         else:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=True)
+            ray.init(num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise ClusterError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {str(error).splitlines()[0]}") from None
     try:

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import ray
 import torch
-
 from conftest import write_stream
+
 from trainers.callbacks import History
 from trainers.config import TrainConfig
 from trainers.errors import TrainError

@@ -83,7 +83,7 @@ class _Dispatcher:
                 callback.on_checkpoint(CheckpointReport(saved["step"], self.checkpoint))
 
 
-def _validate(config: TrainConfig, num_workers: int) -> None:
+def check_train_config(config: TrainConfig, num_workers: int) -> None:
     """Fail in the driver, before any worker starts, on what would fail in every worker."""
     if num_workers < 1:
         raise TrainError(f"num_workers must be >= 1 (got {num_workers})")
@@ -132,7 +132,7 @@ def train(
     """
     num_workers = config.workers if num_workers is None else num_workers
     worker_resources = config.worker_resources if worker_resources is None else worker_resources
-    _validate(config, num_workers)
+    check_train_config(config, num_workers)
     output_dir = Path(output_dir).absolute()
     checkpoint_dir = output_dir / CHECKPOINT_SUBDIR
     if not resume and checkpoint_dir.exists():

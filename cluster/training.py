@@ -1,0 +1,51 @@
+"""The training stage of a job: shard-backed sources for every rank, Ray Train, a progress display."""
+
+from cluster.config import JobConfig
+from cluster.errors import ClusterError
+from cluster.progress import progress_bar
+from shards.manifest import Manifest
+from trainers.callbacks import StepReport, TrainCallback, TrainResult
+from trainers.ray_train import train
+from trainers.shard_sources import ShardSourceFactory, with_epoch_length
+
+
+class StepProgress(TrainCallback):
+    """A progress bar over the run's steps (rank 0's reports) with the latest loss."""
+
+    def __init__(self, update, max_steps: int):
+        self.update, self.max_steps = update, max_steps
+        self.last: StepReport | None = None
+
+    def on_step(self, report: StepReport) -> None:
+        if report.rank == 0:
+            self.last = report
+            self.update(report.step, self.max_steps)
+
+
+def check_streams_committed(config: JobConfig, growing: frozenset[str] = frozenset()) -> None:
+    """Fail before any worker starts when a static stream the trainer reads has no committed shards."""
+    for stream in config.train.active_streams:
+        if stream not in growing and not Manifest(config.store_dir / stream).shards():
+            raise ClusterError(
+                f"train.streams.{stream}: no committed shards in {config.store_dir / stream}; "
+                f"prepare it (shards.prepare.{stream}) or generate it first"
+            )
+
+
+def train_job(config: JobConfig, growing: frozenset[str] = frozenset(), callbacks: list[TrainCallback] = (),
+              use_gpu: bool = False) -> tuple[TrainResult, StepReport | None]:
+    """Train the job's classifier on its shard streams (Ray must be initialised).
+
+    Returns:
+        the run's result and rank 0's last step report (losses per stream).
+    """
+    # Ray Train workers run in their own working directories: hand them absolute paths.
+    factory = ShardSourceFactory(config.store_dir.resolve(), config.train.data, config.train.seed, growing)
+    train_config = with_epoch_length(config.train, config.store_dir)
+    with progress_bar("train") as update:
+        progress = StepProgress(update, config.train.max_steps)
+        result = train(
+            train_config, factory, config.output_dir.resolve() / "train", [progress, *callbacks],
+            use_gpu=use_gpu,
+        )
+    return result, progress.last
