@@ -98,7 +98,7 @@ def test_bad_weights_are_one_line_train_errors(tmp_path: Path):
         (lambda: build_model("resnet18", 5, "NO_SUCH_WEIGHTS"), "neither a local file nor torchvision weights"),
         (lambda: build_model("vgg11", 5), "is not supported"),
         (lambda: load_classifier(tmp_path / "resnet34.pt", "resnet34", 7), "do not fit the model"),
-        (lambda: load_classifier(tmp_path, "resnet18", 5), "no 'latest' file"),
+        (lambda: load_classifier(tmp_path, "resnet18", 5), "neither a checkpoint step nor a directory with a 'latest' file"),
     ]
     for call, message in cases:
         with pytest.raises(TrainError, match=message) as error:

@@ -83,11 +83,13 @@ def build_model(arch: str, num_classes: int, pretrained: str | None = None) -> n
 
 
 def _deepspeed_module_state(directory: Path) -> dict[str, torch.Tensor]:
-    """The model weights of the newest checkpoint in a DeepSpeed checkpoint directory."""
-    latest = directory / "latest"
-    if not latest.is_file():
-        raise TrainError(f"checkpoint {directory}: no 'latest' file; is this a genint checkpoint directory?")
-    states = directory / latest.read_text().strip() / "mp_rank_00_model_states.pt"
+    """The model weights of one checkpoint (a step directory) or of the newest in a checkpoints directory."""
+    states = directory / "mp_rank_00_model_states.pt"
+    if not states.is_file():
+        latest = directory / "latest"
+        if not latest.is_file():
+            raise TrainError(f"checkpoint {directory}: neither a checkpoint step nor a directory with a 'latest' file")
+        states = directory / latest.read_text().strip() / "mp_rank_00_model_states.pt"
     try:
         # ZeRO 0/1 keeps full weights in the model-states file; it also pickles client state, hence not weights_only.
         return torch.load(states, map_location="cpu", weights_only=False)["module"]
