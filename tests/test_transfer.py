@@ -3,13 +3,17 @@
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 import torch
+from pydantic import ValidationError
 from torchvision.models import vgg19
 
 from datagen.errors import DatagenError
 from datagen.transfer.config import TransferConfig
-from datagen.transfer.gatys import compute_targets, style_and_content_losses, transfer_batch
+from datagen.transfer.gatys import (
+    compute_targets,
+    style_and_content_losses,
+    transfer_batch,
+)
 from datagen.transfer.reference import transfer_with_torch_lbfgs
 from datagen.transfer.vgg import VggFeatures, load_vgg_features
 
@@ -112,24 +116,24 @@ def test_whole_vgg19_checkpoint_loads(tmp_path: Path, vgg_path: Path) -> None:
 @pytest.mark.parametrize(
     ("edit", "expected"),
     [
-        (lambda state: state.pop("0.weight"), "missing 1 key(s): 0.weight"),
-        (lambda state: state.update({"extra.weight": torch.zeros(1)}), "unexpected 1 key(s): extra.weight"),
+        (lambda state: state.pop("0.weight"), r"missing.*0\.weight"),
+        (lambda state: state.update({"extra.weight": torch.zeros(1)}), r"unexpected.*extra\.weight"),
     ],
 )
 def test_checkpoint_with_wrong_keys_fails_in_one_line(tmp_path: Path, vgg_path: Path, edit, expected: str) -> None:
     state = torch.load(vgg_path, weights_only=True)
     edit(state)
     torch.save(state, tmp_path / "broken.pt")
-    with pytest.raises(DatagenError) as caught:
+    with pytest.raises(DatagenError, match=expected) as caught:
         load_vgg_features(str(tmp_path / "broken.pt"), ["conv1_1"], torch.device("cpu"))
-    assert expected in str(caught.value) and "\n" not in str(caught.value)
+    assert "\n" not in str(caught.value)
 
 
 def test_checkpoint_with_wrong_shape_fails_in_one_line(tmp_path: Path, vgg_path: Path) -> None:
     state = torch.load(vgg_path, weights_only=True)
     state["0.bias"] = torch.zeros(3)
     torch.save(state, tmp_path / "shape.pt")
-    with pytest.raises(DatagenError, match=r"size mismatch for 0\.bias") as caught:
+    with pytest.raises(DatagenError, match=r"0\.bias \(3,\)") as caught:
         load_vgg_features(str(tmp_path / "shape.pt"), ["conv1_1"], torch.device("cpu"))
     assert "\n" not in str(caught.value)
 

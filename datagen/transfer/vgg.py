@@ -13,7 +13,7 @@ from torch import nn
 from torchvision.models import VGG19_Weights, vgg19
 
 from datagen.errors import DatagenError
-from datagen.generators.checks import check_state_dict_keys
+from datagen.generators.checks import check_state_dict_keys, first_line
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -96,8 +96,7 @@ def _load_state(weights: str) -> tuple[dict, str]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # torch raises several types for non-checkpoints; all mean "not loadable"
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DatagenError(f"VGG-19 weights {path}: not a loadable state_dict ({first_line})") from None
+        raise DatagenError(f"VGG-19 weights {path}: not a loadable state_dict ({first_line(error)})") from None
     if not isinstance(state, dict):
         raise DatagenError(f"VGG-19 weights {path}: expected a state_dict, found {type(state).__name__}")
     with path.open("rb") as file:
@@ -118,7 +117,7 @@ def load_vgg_features(weights: str, taps: Sequence[str], device: torch.device) -
         The feature extractor.
 
     Raises:
-        DatagenError: unknown tap, missing or unreadable file, or keys that do not match VGG-19.
+        DatagenError: unknown tap, missing or unreadable file, or keys or shapes that do not match VGG-19.
     """
     unknown = sorted(set(taps) - set(VGG19_CONV_NAMES))
     if unknown or not taps:
@@ -127,10 +126,6 @@ def load_vgg_features(weights: str, taps: Sequence[str], device: torch.device) -
     features_state = _features_state(state, f"VGG-19 weights {weights}")
     with torch.device("meta"):
         layers = vgg19().features
-    try:
-        layers.load_state_dict(features_state, assign=True)  # assign: no random init for weights we replace
-    except RuntimeError as error:  # shape mismatches: the keys were already checked
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        raise DatagenError(f"VGG-19 weights {weights}: {lines[1] if len(lines) > 1 else lines[0]}") from None
+    layers.load_state_dict(features_state, assign=True)  # keys and shapes checked; assign: no random init
     deepest = max(VGG19_LAYER_NAMES.index(name) for name in taps)
     return VggFeatures(layers[: deepest + 1], taps, weights_id).to(device)
