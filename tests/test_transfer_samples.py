@@ -11,7 +11,12 @@ from torchvision.models import vgg19
 
 from datagen.errors import DatagenError
 from datagen.transfer.config import TransferConfig
-from datagen.transfer.samples import draw_steps, transfer_samples, transferred_key, transferred_sample
+from datagen.transfer.samples import (
+    draw_steps,
+    transfer_samples,
+    transferred_key,
+    transferred_sample,
+)
 from datagen.transfer.vgg import load_vgg_features
 from shards.sample import MAX_KEY_CHARS, check_key, encode_sample
 from tests.conftest import encoded_image
