@@ -5,6 +5,7 @@ is checked here in the driver before any actor starts, so bad input ends with on
 nothing written.
 """
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,6 +25,8 @@ from datagen.transfer_stage import (
     plan_transfer_units,
 )
 from datagen.units import WorkUnit, plan_units
+
+PLAN_FILE = "datagen-plan.json"
 
 
 def plan_generation(
@@ -45,17 +48,52 @@ def plan_generation(
     weights = config.weights_path(output_dir)
     generator = load_generator(config.generator.kind, weights, torch.device("cpu"))
     directions_path = config.directions_path(output_dir)
+    directions_hash = None
     if config.strategy.kind == "intervention":
-        component_ranges(config.strategy, load_directions(directions_path, latent_dim=generator.latent_dim))
+        directions = load_directions(directions_path, latent_dim=generator.latent_dim)
+        component_ranges(config.strategy, directions)
+        directions_hash = directions.content_hash
     classes = list(range(generator.num_classes)) if config.classes is None else config.classes
     unknown = [index for index in classes if index >= generator.num_classes]
     if unknown:
         raise DatagenError(f"datagen.classes {unknown} are not classes of {generator.generator_id} (it has {generator.num_classes})")
+    record_plan(Path(store_dir) / config.stream, config, generator.generator_id, directions_hash)
     settings = ActorSettings(
         datagen=config, store_dir=Path(store_dir), weights=weights, directions_path=directions_path,
         config_hash=config_hash, max_samples_per_shard=max_samples_per_shard, max_bytes_per_shard=max_bytes_per_shard,
     )
     return settings, plan_units(classes, config.strategy.seeds_per_class, config.seeds_per_unit)
+
+
+# The settings that decide what a stream's samples are (not how many actors make them, or where).
+_PLAN_FIELDS = {"generator", "strategy", "stream", "classes", "seeds_per_unit", "seed", "image_format", "jpeg_quality"}
+
+
+def record_plan(stream_dir: Path, config: DatagenConfig, generator_id: str, directions_hash: str | None) -> None:
+    """Write the stream's generation plan, or refuse when the stream was generated under another one.
+
+    Units are skipped by id on a rerun, so a changed strategy or generator would silently mix two
+    plans in one stream; this makes that an error instead.
+
+    Raises:
+        DatagenError: naming the settings that differ from the stream's recorded plan.
+    """
+    plan = config.model_dump(mode="json", include=_PLAN_FIELDS) | {"generator_id": generator_id, "directions_sha256": directions_hash}
+    plan["generator"].pop("train", None)
+    path = stream_dir / PLAN_FILE
+    if path.exists():
+        recorded = json.loads(path.read_text())
+        changed = sorted(key for key in plan.keys() | recorded.keys() if plan.get(key) != recorded.get(key))
+        if changed:
+            raise DatagenError(
+                f"{stream_dir} was generated with other settings ({', '.join(changed)} differ); "
+                "use another output_dir or datagen.stream, or delete the stream to start over"
+            )
+        return
+    stream_dir.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(plan, indent=1, sort_keys=True))
+    temporary.replace(path)
 
 
 def planned_samples(config: DatagenConfig, units: list[WorkUnit]) -> int:

@@ -165,3 +165,11 @@ def test_directions_of_another_generator_are_refused(tiny, tmp_path):
 def test_unknown_strategy_name_is_a_config_error():
     with pytest.raises(ValidationError, match="preset"):
         DatagenConfig(strategy="bogus")
+
+
+def test_rerun_with_another_strategy_is_refused(tiny, tmp_path):
+    plan_generation(tiny_datagen_config(*tiny), tmp_path, tmp_path / "store", "hash", 100, 10**9)
+    plan_generation(tiny_datagen_config(*tiny, actors=2), tmp_path, tmp_path / "store", "hash", 100, 10**9)  # same plan
+    changed = tiny_datagen_config(*tiny, strategy={"kind": "observational", "seeds_per_class": 4})
+    with pytest.raises(DatagenError, match=r"generated with other settings \(directions_sha256, strategy differ\)"):
+        plan_generation(changed, tmp_path, tmp_path / "store", "hash", 100, 10**9)
