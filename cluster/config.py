@@ -25,6 +25,15 @@ RESOLVED_CONFIG_FILE = "config.yaml"
 CONFIG_HASH_FILE = "config.sha256"
 
 
+class MetricsConfig(BaseModel):
+    """Where the job's Prometheus endpoint listens."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="bind address; anything but loopback exposes the metrics")
+    port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port (printed at start)")
+
+
 class JobConfig(BaseModel):
     """A whole genint job."""
 
@@ -35,6 +44,7 @@ class JobConfig(BaseModel):
     shards: ShardStoreConfig = Field(default_factory=ShardStoreConfig)
     datagen: DatagenConfig = Field(default_factory=DatagenConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
 
     @property
     def store_dir(self) -> Path:

@@ -1,5 +1,6 @@
 """The generation stages of a job: train the CVAE, compute directions, run the generator pool."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 from cluster.config import JobConfig
@@ -9,7 +10,7 @@ from datagen.actors import ActorSettings
 from datagen.directions import Directions, compute_directions
 from datagen.generators.cvae_training import load_stream_images, train_cvae
 from datagen.generators.loading import load_generator, pick_device
-from datagen.pool import PoolEvent, PoolReport
+from datagen.pool import ActorPool, PoolEvent, PoolReport
 from datagen.service import (
     plan_generation,
     planned_samples,
@@ -58,44 +59,45 @@ def plan_job_generation(config: JobConfig, config_hash: str) -> tuple[ActorSetti
     )
 
 
-def generate(config: JobConfig, settings: ActorSettings, units: list[WorkUnit]) -> PoolReport:
-    """Run the generator pool until every planned unit is committed (Ray must be initialised)."""
-    total = planned_samples(config.datagen, units)
+def _counting(update: Callable[[int, int], None], done: int, total: int, also: Callable[[PoolEvent], None] | None):
+    """A pool callback that advances a progress bar by the images of each event (then calls ``also``)."""
+    update(done, total)
+
+    def on_event(event: PoolEvent) -> None:
+        nonlocal done
+        done += event.images
+        update(done, total)
+        if also is not None:
+            also(event)
+
+    return on_event
+
+
+def generation_pool(config: JobConfig, settings: ActorSettings, units: list[WorkUnit],
+                    update: Callable[[int, int], None], also: Callable[[PoolEvent], None] | None = None) -> ActorPool:
+    """The job's generator pool, reporting images to ``update`` (run it with ``run_pool``)."""
     progress = Manifest(config.store_dir / config.datagen.stream).unit_progress()
-    with progress_bar(f"generate {config.datagen.stream}") as update:
-        done = sum(progress[unit.unit_id].samples for unit in units if unit.unit_id in progress)
-
-        def on_event(event: PoolEvent) -> None:
-            nonlocal done
-            done += event.images
-            update(done, total)
-
-        pool = start_pool(settings, units, on_event, use_gpu=_use_gpu(config))
-        try:
-            return pool.run()
-        finally:
-            pool.shutdown()
+    done = sum(progress[unit.unit_id].samples for unit in units if unit.unit_id in progress)
+    on_event = _counting(update, done, planned_samples(config.datagen, units), also)
+    return start_pool(settings, units, on_event, use_gpu=_use_gpu(config))
 
 
-def transfer(config: JobConfig, generation_units: list[WorkUnit], config_hash: str) -> PoolReport:
-    """Run the transfer actors over the content stream (Ray must be initialised)."""
+def transfer_pool(config: JobConfig, generation_units: list[WorkUnit], config_hash: str,
+                  update: Callable[[int, int], None], also: Callable[[PoolEvent], None] | None = None) -> ActorPool:
+    """The job's transfer pool over its content stream (run it with ``run_pool``)."""
     stage = config.datagen.transfer
-    total = content_sample_count(config.store_dir, stage)
-    with progress_bar(f"transfer -> {stage.stream}") as update:
-        done = 0
+    on_event = _counting(update, 0, content_sample_count(config.store_dir, stage), also)
+    return start_transfer_pool(
+        stage, generation_units, config.store_dir, config_hash,
+        config.shards.max_samples_per_shard, config.shards.max_bytes_per_shard,
+        device=config.datagen.device, resources=config.datagen.actor_resources,
+        on_event=on_event, use_gpu=_use_gpu(config),
+    )
 
-        def on_event(event: PoolEvent) -> None:
-            nonlocal done
-            done += event.images
-            update(done, total)
 
-        pool = start_transfer_pool(
-            stage, generation_units, config.store_dir, config_hash,
-            config.shards.max_samples_per_shard, config.shards.max_bytes_per_shard,
-            device=config.datagen.device, resources=config.datagen.actor_resources,
-            on_event=on_event, use_gpu=_use_gpu(config),
-        )
-        try:
-            return pool.run()
-        finally:
-            pool.shutdown()
+def run_pool(pool: ActorPool) -> PoolReport:
+    """Run a pool to the end of its plan (or its ``stop``) and release its actors."""
+    try:
+        return pool.run()
+    finally:
+        pool.shutdown()

@@ -1,5 +1,6 @@
 """Progress display and tables for the CLI (rich)."""
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -19,24 +20,38 @@ console = Console()
 
 
 @contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A bar on stderr, drawn from the first update on (so an early error prints alone);
-    yields ``update(completed, total)``."""
+def progress_board() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
+    """One live display on stderr for several bars (stages running at once); yields
+    ``add(description) -> update(completed, total)``. A bar appears at its first update, so an
+    early error prints alone."""
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     progress = Progress(*columns, console=Console(stderr=True))
-    task = None
+    lock = threading.Lock()  # stages update from their own threads
 
-    def update(completed: int, total: int) -> None:
-        nonlocal task
-        if task is None:
-            progress.start()
-            task = progress.add_task(description, total=total)
-        progress.update(task, completed=completed, total=total)
+    def add(description: str) -> Callable[[int, int], None]:
+        task = None
+
+        def update(completed: int, total: int) -> None:
+            nonlocal task
+            with lock:
+                if task is None:
+                    progress.start()
+                    task = progress.add_task(description, total=total)
+                progress.update(task, completed=completed, total=total)
+
+        return update
 
     try:
-        yield update
+        yield add
     finally:
         progress.stop()
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A single bar (see ``progress_board``); yields ``update(completed, total)``."""
+    with progress_board() as add:
+        yield add(description)
 
 
 def summary_tables(summaries: list[StreamSummary], max_classes: int = 20) -> list[Table]:

@@ -2,7 +2,6 @@
 
 from cluster.config import JobConfig
 from cluster.errors import ClusterError
-from cluster.progress import progress_bar
 from shards.manifest import Manifest
 from trainers.callbacks import StepReport, TrainCallback, TrainResult
 from trainers.ray_train import train
@@ -32,9 +31,13 @@ def check_streams_committed(config: JobConfig, growing: frozenset[str] = frozens
             )
 
 
-def train_job(config: JobConfig, growing: frozenset[str] = frozenset(), callbacks: list[TrainCallback] = (),
+def train_job(config: JobConfig, update, growing: frozenset[str] = frozenset(), callbacks: list[TrainCallback] = (),
               use_gpu: bool = False) -> tuple[TrainResult, StepReport | None]:
     """Train the job's classifier on its shard streams (Ray must be initialised).
+
+    Args:
+        update: ``update(step, max_steps)`` of a progress bar.
+        growing: streams another service is still writing (followed through the manifest).
 
     Returns:
         the run's result and rank 0's last step report (losses per stream).
@@ -42,10 +45,6 @@ def train_job(config: JobConfig, growing: frozenset[str] = frozenset(), callback
     # Ray Train workers run in their own working directories: hand them absolute paths.
     factory = ShardSourceFactory(config.store_dir.resolve(), config.train.data, config.train.seed, growing)
     train_config = with_epoch_length(config.train, config.store_dir)
-    with progress_bar("train") as update:
-        progress = StepProgress(update, config.train.max_steps)
-        result = train(
-            train_config, factory, config.output_dir.resolve() / "train", [progress, *callbacks],
-            use_gpu=use_gpu,
-        )
+    progress = StepProgress(update, config.train.max_steps)
+    result = train(train_config, factory, config.output_dir.resolve() / "train", [progress, *callbacks], use_gpu=use_gpu)
     return result, progress.last

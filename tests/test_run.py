@@ -15,7 +15,9 @@ def test_run_prepares_verifies_and_is_idempotent(tmp_path, monkeypatch, capsys):
         "name": "tiny",
         "output_dir": "out",
         "shards": {"max_samples_per_shard": 300, "prepare": {"original": {"source": "digits", "unit_size": 500}}},
-        "train": {"model": "resnet18", "streams": {"original": {"batch_size": 8}}},
+        "datagen": {"actors": 0},
+        "train": {"model": "resnet18", "num_classes": 10, "max_steps": 2, "data": {"crop_size": 16, "resize_size": 16},
+                  "streams": {"original": {"batch_size": 8}}},
     }
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(config))
 
