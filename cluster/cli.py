@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cluster.config import config_hash, load_config, resolved_yaml, save_resolved
 from cluster.errors import ClusterError, ConfigError
+from cluster.jobs_cli import JOB_HANDLERS, add_jobs_commands
 from cluster.progress import console, progress_bar, summary_tables
 from datagen.errors import DatagenError
 from shards.errors import ShardError
@@ -83,6 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     examples = commands.add_parser("examples", help="write small example data sets").add_subparsers(dest="action", required=True)
     digits = examples.add_parser("digits", help="scikit-learn's digits as an ImageFolder of 32 px PNGs")
     digits.add_argument("dest", type=Path)
+    add_jobs_commands(commands, _add_config_arguments)
     return parser
 
 
@@ -244,6 +246,7 @@ HANDLERS = {
     ("shards", "inspect"): _shards_inspect,
     ("prepare", None): _prepare,
     ("examples", "digits"): _examples_digits,
+    **JOB_HANDLERS,
 }
 
 
