@@ -94,24 +94,36 @@ def _run(args: argparse.Namespace) -> int:
     result = run_job(load_config(args.config, args.overrides))
     for table in summary_tables(result.streams):
         console.print(table)
-    console.print(f"outputs: {result.output_dir} (config sha256 {result.config_hash[:12]})")
+    for stream, report in result.generated.items():
+        console.print(f"generated {stream}: {report.images} images in {report.shards} shards ({report.restarts} actor restarts)")
+    trained = ", ".join(f"{stream} {count}" for stream, count in result.trained_samples.items())
+    losses = ", ".join(f"{stream} {loss:.4f}" for stream, loss in result.final_losses.items())
+    console.print(f"trained: {result.train.steps} steps; samples {trained}; final losses {losses}")
+    console.print(f"outputs: {result.output_dir} (checkpoint {result.train.checkpoint}; config sha256 {result.config_hash[:12]})")
     return 0
 
 
 def _datagen(args: argparse.Namespace) -> int:
-    from cluster.generation import generate, plan_job_generation, transfer
+    from cluster.generation import (
+        generation_pool,
+        plan_job_generation,
+        run_pool,
+        transfer_pool,
+    )
     from cluster.local_ray import ray_session
 
     config = load_config(args.config, args.overrides)
     digest = save_resolved(config)
     settings, units = plan_job_generation(config, digest)
     with ray_session(args.address):
-        report = generate(config, settings, units)
+        with progress_bar(f"generate {config.datagen.stream}") as update:
+            report = run_pool(generation_pool(config, settings, units, update))
         console.print(f"datagen: {report.images} images in {report.shards} shards from {report.units} units "
                       f"({report.restarts} actor restarts) -> {config.store_dir / config.datagen.stream}")
         if config.datagen.transfer.actors > 0:
             stage = config.datagen.transfer
-            report = transfer(config, units, digest)
+            with progress_bar(f"transfer -> {stage.stream}") as update:
+                report = run_pool(transfer_pool(config, units, digest, update))
             console.print(f"transfer: {report.images} images in {report.shards} shards -> {config.store_dir / stage.stream}")
     return 0
 
@@ -126,8 +138,8 @@ def _train(args: argparse.Namespace) -> int:
     check_streams_committed(config)
     check_train_config(with_epoch_length(config.train, config.store_dir), config.train.workers)
     save_resolved(config)
-    with ray_session(args.address):
-        result, last = train_job(config, use_gpu=cluster_has_gpus())
+    with ray_session(args.address), progress_bar("train") as update:
+        result, last = train_job(config, update, use_gpu=cluster_has_gpus())
     if last is not None:
         losses = ", ".join(f"{stream} {loss:.4f}" for stream, loss in last.stream_losses.items())
         console.print(f"train: {result.steps} steps, final loss {last.loss:.4f} ({losses})")
