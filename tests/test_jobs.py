@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from cluster.examples import write_digits_imagefolder
+from cluster.jobs import job_info
 
 pytestmark = pytest.mark.slow
 VENV_BIN = Path(sys.executable).parent
@@ -89,14 +90,16 @@ def _tiny_config(root: Path) -> Path:
 
 
 def _wait_for(job: str, env: dict, wanted: set[str], timeout: float = 150) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        status = genint("status", job, env=env)
-        assert status.returncode == 0, status.stderr
-        state = status.stdout.split(":")[1].split()[0]
-        if state in wanted or time.monotonic() > deadline:
-            return status.stdout
-        time.sleep(2)
+    """Poll in this process (a genint process costs seconds of imports); return the final CLI status line."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key in ("RAY_ADDRESS", "RAY_AUTH_TOKEN"):
+            patch.setenv(key, env[key])
+        deadline = time.monotonic() + timeout
+        while job_info(job, None).status.value not in wanted and time.monotonic() < deadline:
+            time.sleep(1)
+    status = genint("status", job, env=env)
+    assert status.returncode == 0, status.stderr
+    return status.stdout
 
 
 def test_submit_succeeds_and_logs_show_progress(head):
