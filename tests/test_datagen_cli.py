@@ -80,7 +80,7 @@ def test_cvae_is_trained_steered_and_sampled_through_the_cli(tmp_path, monkeypat
         "train": {"model": "resnet18", "streams": {"original": {"batch_size": 8}}},
     }
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(config))
-    assert main(["run", "job.yaml"]) == 0  # prepares the original stream the CVAE learns from
+    assert main(["prepare", "digits", "out/shards", "--stream", "original"]) == 0  # the stream the CVAE learns from
     assert main(["generator", "train", "job.yaml"]) == 0
     assert (tmp_path / "out" / "generator" / "config.json").exists()
     assert main(["directions", "job.yaml"]) == 0

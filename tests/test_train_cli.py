@@ -27,7 +27,7 @@ def test_train_then_eval_from_the_cli(tmp_path, monkeypatch, capsys):
     assert main(["train", "job.yaml"]) == 1  # nothing prepared yet: one line, before Ray starts
     assert "train.streams.original: no committed shards" in capsys.readouterr().err
 
-    assert main(["run", "job.yaml"]) == 0
+    assert main(["prepare", "digits", "out/shards", "--stream", "original"]) == 0
     assert main(["train", "job.yaml"]) == 0
     output = capsys.readouterr().out
     assert "train: 4 steps" in output and "step_000000004" in output
