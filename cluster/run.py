@@ -28,7 +28,6 @@ from datagen.actors import ActorSettings
 from datagen.pool import PoolReport
 from datagen.units import WorkUnit
 from shards.inspect import StreamSummary, summarize_store
-from shards.manifest import Manifest
 from shards.prepare import PrepareReport, prepare_imagefolder
 from shards.verify import verify_store
 from trainers.callbacks import TrainResult
@@ -46,7 +45,6 @@ class JobResult:
     trained_samples: dict[str, int]  # per stream, all ranks
     final_losses: dict[str, float]  # rank 0's last step, per stream
     train: TrainResult
-    committed_at_train_start: dict[str, int]  # samples of each growing stream when training started
     metrics_url: str
 
 
@@ -83,10 +81,6 @@ def prepare_generation(config: JobConfig, config_hash: str) -> tuple[ActorSettin
     if datagen.strategy.kind == "intervention" and not datagen.directions_path(config.output_dir).exists():
         compute_job_directions(config)
     return plan_job_generation(config, config_hash)
-
-
-def _committed(config: JobConfig, stream: str) -> int:
-    return sum(record.samples for record in Manifest(config.store_dir / stream).shards())
 
 
 class _Generation(threading.Thread):
@@ -158,7 +152,6 @@ def run_job(config: JobConfig) -> JobResult:
         generation = _Generation(config, digest, *plan, add_bar, metrics) if plan is not None else None
         if generation is not None:
             generation.start()
-        committed_at_start = {stream: _committed(config, stream) for stream in growing}
         recorder = MetricsCallback(metrics, config.name)
         try:
             trained, last = train_job(config, add_bar("train"), growing, [recorder], use_gpu=cluster_has_gpus())
@@ -172,5 +165,5 @@ def run_job(config: JobConfig) -> JobResult:
         raise ClusterError(f"shard store {config.store_dir} failed verification: {problems[0]} (+{len(problems) - 1} more)")
     return JobResult(
         digest, prepared, summarize_store(config.store_dir), config.output_dir, generated, dict(recorder.samples),
-        last.stream_losses if last else {}, trained, committed_at_start, f"http://{config.metrics.host}:{port}/metrics",
+        last.stream_losses if last else {}, trained, f"http://{config.metrics.host}:{port}/metrics",
     )
