@@ -28,6 +28,16 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override one config field (repeatable), e.g. --set train.model=resnet18")
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0 (got {text})")
+    return seconds
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genint", description="Generative interventions at cluster scale.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -84,6 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     examples = commands.add_parser("examples", help="write small example data sets").add_subparsers(dest="action", required=True)
     digits = examples.add_parser("digits", help="scikit-learn's digits as an ImageFolder of 32 px PNGs")
     digits.add_argument("dest", type=Path)
+    top = commands.add_parser("top", help="live dashboard of a running job's metrics endpoint")
+    top.add_argument("--metrics", required=True, metavar="URL", help="the job's metrics URL, as genint run prints it")
+    top.add_argument("--interval", type=_positive_seconds, default=2.0, help="seconds between polls (default 2)")
+    top.add_argument("--once", action="store_true", help="print one snapshot (two polls one interval apart) and exit")
     add_jobs_commands(commands, _add_config_arguments)
     return parser
 
@@ -245,6 +259,13 @@ def _examples_digits(args: argparse.Namespace) -> int:
     return 0
 
 
+def _top(args: argparse.Namespace) -> int:
+    from cluster.top import run_top
+
+    run_top(args.metrics, args.interval, args.once)
+    return 0
+
+
 HANDLERS = {
     ("run", None): _run,
     ("datagen", None): _datagen,
@@ -258,6 +279,7 @@ HANDLERS = {
     ("shards", "inspect"): _shards_inspect,
     ("prepare", None): _prepare,
     ("examples", "digits"): _examples_digits,
+    ("top", None): _top,
     **JOB_HANDLERS,
 }
 
