@@ -1,4 +1,5 @@
-"""``genint submit | status | logs | stop | list``: the CLI side of cluster/jobs.py."""
+"""``genint submit | status | logs | stop | list | scale``: the CLI side of cluster/jobs.py and,
+for ``scale``, of the running job's controller (cluster/controller.py)."""
 
 import argparse
 import sys
@@ -11,6 +12,7 @@ from rich.table import Table
 from cluster.progress import console
 
 ADDRESS_HELP = "the cluster's dashboard, e.g. http://HOST:8265 (default: RAY_ADDRESS)"
+RAY_ADDRESS_HELP = "the Ray cluster the job runs on: HOST:6379, ray://HOST:10001 or auto (default: auto)"
 
 
 def _submit(args: argparse.Namespace) -> int:
@@ -43,6 +45,20 @@ def _stop(args: argparse.Namespace) -> int:
     stopped = jobs.stop(args.job, args.address)
     print(f"{args.job}: stop requested" if stopped else f"{args.job}: already ended")
     return 0
+
+
+def _scale(args: argparse.Namespace) -> int:
+    from cluster.controller import scale_job  # ray loads only for job commands
+
+    for line in scale_job(args.job, args.address, datagen=args.datagen, trainers=args.trainers):
+        print(line)
+    return 0
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1 (got {text})")
+    return int(text)
 
 
 def _time(milliseconds: int | None) -> str:
@@ -78,7 +94,13 @@ def add_jobs_commands(commands: argparse._SubParsersAction,
         if name == "logs":
             parser.add_argument("--follow", action="store_true", help="keep printing until the job ends")
     commands.add_parser("list", help="the jobs on a Ray cluster").add_argument("--address", help=ADDRESS_HELP)
+    scale = commands.add_parser("scale", help="resize a running job's datagen actors or trainer workers")
+    scale.add_argument("job", help="the job's name (name: in its config)")
+    scale.add_argument("--datagen", type=_positive, metavar="N", help="datagen actors (training goes on)")
+    scale.add_argument("--trainers", type=_positive, metavar="N",
+                       help="trainer workers (training checkpoints and restarts with N from there)")
+    scale.add_argument("--address", help=RAY_ADDRESS_HELP)
 
 
 JOB_HANDLERS = {("submit", None): _submit, ("status", None): _status, ("logs", None): _logs,
-                ("stop", None): _stop, ("list", None): _list}
+                ("stop", None): _stop, ("list", None): _list, ("scale", None): _scale}

@@ -33,13 +33,11 @@ class MetricsCallback(TrainCallback):
     def __init__(self, metrics: JobMetrics, job: str):
         self.metrics, self.job = metrics, job
         self._previous: dict[tuple[int, str], StreamStats] = {}
-        self.samples: dict[str, int] = {}
 
     def on_step(self, report: StepReport) -> None:
         metrics, job, rank = self.metrics, self.job, str(report.rank)
         for stream, count in report.samples.items():
             metrics.samples_trained.labels(job=job, stream=stream, rank=rank).inc(count)
-            self.samples[stream] = self.samples.get(stream, 0) + count
         metrics.step_seconds.labels(job=job, rank=rank).observe(report.step_s)
         metrics.data_wait_seconds.labels(job=job, rank=rank).observe(report.data_wait_s)
         for stream, stats in report.stats.items():

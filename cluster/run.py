@@ -1,29 +1,27 @@
-"""``genint run``: the whole job on an embedded local Ray.
+"""``genint run``: the whole job on an embedded local Ray (or the cluster it is submitted to).
 
 Static streams are prepared, the generator trained and its directions computed where missing;
-then generation (and transfer) run beside training, which follows the growing streams; the store
-is verified and the job summarised. Metrics are served on 127.0.0.1 while it runs.
+then the job's controller actor runs generation (and transfer) beside training, which follows
+the growing streams, while this driver shows its progress; the store is verified and the job
+summarised. Metrics are served on 127.0.0.1 while it runs.
 """
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+import ray
+
 from cluster.config import JobConfig, save_resolved
+from cluster.controller import JobOutcome, JobStatus, result, start_controller
 from cluster.errors import ClusterError
 from cluster.generation import (
     compute_job_directions,
-    generation_pool,
     plan_job_generation,
-    run_pool,
     train_generator,
-    transfer_pool,
 )
 from cluster.local_ray import cluster_has_gpus, ray_session
-from cluster.metrics import JobMetrics, job_metrics, serve
-from cluster.monitor import MetricsCallback, pool_recorder
 from cluster.progress import console, progress_bar, progress_board
-from cluster.training import check_streams_committed, train_job
+from cluster.training import check_streams_committed
 from datagen.actors import ActorSettings
 from datagen.pool import PoolReport
 from datagen.units import WorkUnit
@@ -31,6 +29,10 @@ from shards.inspect import StreamSummary, summarize_store
 from shards.prepare import PrepareReport, prepare_imagefolder
 from shards.verify import verify_store
 from trainers.callbacks import TrainResult
+
+POLL_INTERVAL_S = 0.5
+# How long Ctrl-C waits for the pools' in-flight units and training's checkpoint before killing them.
+STOP_GRACE_S = 120.0
 
 
 @dataclass
@@ -46,6 +48,7 @@ class JobResult:
     final_losses: dict[str, float]  # rank 0's last step, per stream
     train: TrainResult
     metrics_url: str
+    status: JobStatus | None = None  # the controller's last status: per actor, per rank, training starts
 
 
 def prepare_streams(config: JobConfig, config_hash: str) -> dict[str, PrepareReport]:
@@ -83,57 +86,50 @@ def prepare_generation(config: JobConfig, config_hash: str) -> tuple[ActorSettin
     return plan_job_generation(config, config_hash)
 
 
-class _Generation(threading.Thread):
-    """Generation, then transfer, beside training; ``stop`` ends it after the in-flight units."""
+def _show(status: JobStatus, bars: dict, add_bar) -> None:
+    """Advance the progress board from the controller's status (a bar appears at its first update)."""
+    for pool in status.pools.values():
+        label = f"generate {pool.stream}" if pool.stage == "generate" else f"transfer -> {pool.stream}"
+        if pool.total:
+            bars.setdefault(label, add_bar(label))(pool.done, pool.total)
+    if status.train.starts:
+        bars.setdefault("train", add_bar("train"))(status.train.step, status.train.max_steps)
 
-    def __init__(self, config: JobConfig, config_hash: str, settings: ActorSettings, units: list[WorkUnit], add_bar, metrics: JobMetrics):
-        super().__init__(name="genint-generation", daemon=True)
-        self.config, self.config_hash, self.settings, self.units = config, config_hash, settings, units
-        self.add_bar, self.metrics = add_bar, metrics
-        self.reports: dict[str, PoolReport] = {}
-        self.error: BaseException | None = None
-        self._stopped = threading.Event()
-        self._pool = None
-        self._lock = threading.Lock()
 
-    def _run_pool(self, stream: str, pool) -> None:
-        with self._lock:
-            self._pool = pool
-        if self._stopped.is_set():
-            pool.stop()
-        self.reports[stream] = run_pool(pool)
+def _drive(controller, config: JobConfig, add_bar) -> JobOutcome:
+    """Run the job on its controller and show its progress until it ends.
 
-    def run(self) -> None:
-        config, name = self.config, self.config.name
-        try:
-            stream = config.datagen.stream
-            self._run_pool(stream, generation_pool(config, self.settings, self.units, self.add_bar(f"generate {stream}"),
-                                                   pool_recorder(self.metrics, name, stream, "datagen")))
-            stage = config.datagen.transfer
-            if stage.actors > 0 and not self._stopped.is_set():
-                self._run_pool(stage.stream, transfer_pool(config, self.units, self.config_hash, self.add_bar(f"transfer -> {stage.stream}"),
-                                                           pool_recorder(self.metrics, name, stage.stream, "transfer")))
-        except BaseException as error:  # re-raised in the driver by finish()
-            self.error = error
-
-    def stop(self) -> None:
-        self._stopped.set()
-        with self._lock:
-            if self._pool is not None:
-                self._pool.stop()
-
-    def finish(self) -> dict[str, PoolReport]:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        return self.reports
+    Ctrl-C asks the controller to stop (pools finish their in-flight units, training checkpoints)
+    and waits up to STOP_GRACE_S for that; the controller is killed on the way out in every case,
+    which ends its actors and workers with it.
+    """
+    running = controller.run.remote()
+    bars: dict = {}
+    try:
+        status = result(controller.status.remote())
+        address = ray.get_runtime_context().gcs_address
+        console.print(f"metrics: {status.metrics_url}")
+        console.print(f"ray: {address} (genint scale {config.name} --address {address} --datagen N or --trainers N)")
+        while True:
+            ready, _ = ray.wait([running], timeout=POLL_INTERVAL_S)
+            _show(result(controller.status.remote()), bars, add_bar)
+            if ready:
+                return result(running)
+    except KeyboardInterrupt:
+        controller.stop.remote()
+        ray.wait([running], timeout=STOP_GRACE_S)
+        raise
+    finally:
+        ray.kill(controller)
 
 
 def run_job(config: JobConfig) -> JobResult:
     """Run the job on this machine: prepare, generate and train at the same time, verify, summarise.
 
-    Training follows the streams generation writes (they grow while it runs). When training
-    ends, generation stops after its in-flight units; a rerun resumes both where they stopped.
+    A controller actor (cluster/controller.py) runs generation beside training; training follows
+    the streams generation writes (they grow while it runs). When training ends, generation stops
+    after its in-flight units; a rerun resumes both where they stopped. Ctrl-C stops the same way
+    (training checkpoints first) and raises KeyboardInterrupt.
 
     Raises:
         ClusterError: when the store fails verification.
@@ -145,25 +141,15 @@ def run_job(config: JobConfig) -> JobResult:
     if plan is not None:
         growing = frozenset({config.datagen.stream} | ({config.datagen.transfer.stream} if config.datagen.transfer.actors else set()))
     check_streams_committed(config, growing)
-    metrics = job_metrics(config.name)
     with ray_session(), progress_board() as add_bar:
-        port = serve(metrics, config.metrics.host, config.metrics.port)
-        console.print(f"metrics: http://{config.metrics.host}:{port}/metrics")
-        generation = _Generation(config, digest, *plan, add_bar, metrics) if plan is not None else None
-        if generation is not None:
-            generation.start()
-        recorder = MetricsCallback(metrics, config.name)
-        try:
-            trained, last = train_job(config, add_bar("train"), growing, [recorder], use_gpu=cluster_has_gpus())
-        finally:
-            if generation is not None:
-                generation.stop()
-        generated = generation.finish() if generation is not None else {}
+        controller = start_controller(config, digest, plan, growing, use_gpu=cluster_has_gpus())
+        outcome = _drive(controller, config, add_bar)
     findings, _ = verify_store(config.store_dir)
     problems = [finding for finding in findings if finding.is_problem]
     if problems:
         raise ClusterError(f"shard store {config.store_dir} failed verification: {problems[0]} (+{len(problems) - 1} more)")
+    last, status = outcome.last_step, outcome.status
     return JobResult(
-        digest, prepared, summarize_store(config.store_dir), config.output_dir, generated, dict(recorder.samples),
-        last.stream_losses if last else {}, trained, f"http://{config.metrics.host}:{port}/metrics",
+        digest, prepared, summarize_store(config.store_dir), config.output_dir, outcome.generated, status.train.samples,
+        last.stream_losses if last else {}, outcome.train, status.metrics_url, status,
     )

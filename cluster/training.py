@@ -4,6 +4,7 @@ from cluster.config import JobConfig
 from cluster.errors import ClusterError
 from shards.manifest import Manifest
 from trainers.callbacks import StepReport, TrainCallback, TrainResult
+from trainers.loop import ShouldStop
 from trainers.ray_train import train
 from trainers.shard_sources import ShardSourceFactory, with_epoch_length
 
@@ -32,12 +33,13 @@ def check_streams_committed(config: JobConfig, growing: frozenset[str] = frozens
 
 
 def train_job(config: JobConfig, update, growing: frozenset[str] = frozenset(), callbacks: list[TrainCallback] = (),
-              use_gpu: bool = False) -> tuple[TrainResult, StepReport | None]:
+              use_gpu: bool = False, should_stop: ShouldStop | None = None) -> tuple[TrainResult, StepReport | None]:
     """Train the job's classifier on its shard streams (Ray must be initialised).
 
     Args:
         update: ``update(step, max_steps)`` of a progress bar.
         growing: streams another service is still writing (followed through the manifest).
+        should_stop: asked after every step; True ends the run early at a checkpoint (see ``trainers.ray_train.train``).
 
     Returns:
         the run's result and rank 0's last step report (losses per stream).
@@ -46,5 +48,6 @@ def train_job(config: JobConfig, update, growing: frozenset[str] = frozenset(), 
     factory = ShardSourceFactory(config.store_dir.resolve(), config.train.data, config.train.seed, growing)
     train_config = with_epoch_length(config.train, config.store_dir)
     progress = StepProgress(update, config.train.max_steps)
-    result = train(train_config, factory, config.output_dir.resolve() / "train", [progress, *callbacks], use_gpu=use_gpu)
+    result = train(train_config, factory, config.output_dir.resolve() / "train", [progress, *callbacks], use_gpu=use_gpu,
+                   should_stop=should_stop)
     return result, progress.last

@@ -41,6 +41,12 @@ class DatagenConfig(BaseModel):
 
     actors: NonNegativeInt = Field(default=1, description="generator actors; 0 turns generation off")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    start: Literal["with_training", "after_trainer_ready"] = Field(
+        default="with_training",
+        description="genint run: start the actors beside the trainer, or once its workers are placed and have "
+        "restored their checkpoint (the trainer gets a small cluster's resources first; training sees every "
+        "generated sample arrive)",
+    )
     actor_resources: dict[str, PositiveFloat] = Field(
         default_factory=dict, description="custom Ray resources each actor requests, e.g. {datagen: 1}"
     )

@@ -1,8 +1,9 @@
 """What the training loop reports, and the callback objects that receive it.
 
-Workers build one ``StepReport`` per step; the driver hands every rank's reports to each
-callback's ``on_step`` (the cluster layer turns them into Prometheus metrics), then
-``on_checkpoint`` and ``on_end``. Reports are plain data so they cross Ray as dicts.
+Workers build one ``StepReport`` per step; the driver calls each callback's ``on_start`` when the
+workers are up (and again after every restart of the worker group), hands every rank's reports to
+``on_step`` (the cluster layer turns them into Prometheus metrics), then ``on_checkpoint`` and
+``on_end``. Reports are plain data so they cross Ray as dicts.
 """
 
 import json
@@ -38,6 +39,14 @@ class StepReport:
 
 
 @dataclass
+class StartReport:
+    """The worker group is up and has restored its checkpoint; the next step is ``step + 1``."""
+
+    step: int  # the step it resumed from (0: a fresh start)
+    workers: int
+
+
+@dataclass
 class CheckpointReport:
     """A checkpoint every rank has finished writing."""
 
@@ -56,6 +65,9 @@ class TrainResult:
 
 class TrainCallback:
     """Base class: override the hooks you need. They run in the driver process, in step order."""
+
+    def on_start(self, report: StartReport) -> None:
+        """Called when the workers are ready to take their first step (after each restart too)."""
 
     def on_step(self, report: StepReport) -> None:
         """Called once per rank per step."""

@@ -1,4 +1,4 @@
-"""The worker's training loop: build, restore, step, report, checkpoint."""
+"""The worker's training loop: build, restore, step, report, checkpoint; stop early when asked."""
 
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +14,11 @@ from trainers.engine import build_engine, memory_format, seed_everything
 from trainers.objectives import build_objective
 from trainers.step import train_step
 
-# What a worker hands to the driver: {"steps": [StepReport dicts], "checkpoint": {"step", "path"} or None}.
+# What a worker hands to the driver: {"steps": [StepReport dicts], "checkpoint": {"step", "path"} or None,
+# "started": the step it resumed from (only in the first payload, sent before the first step) or None}.
 Emit = Callable[[dict], None]
+# Asked on rank 0 after every step; True ends the run early with a checkpoint (e.g. to rescale it).
+ShouldStop = Callable[[], bool]
 
 
 class SourceFactory(Protocol):
@@ -24,7 +27,8 @@ class SourceFactory(Protocol):
     def __call__(self, stream: str, config: StreamConfig, rank: int, world_size: int, device: torch.device) -> BatchSource: ...
 
 
-def run_worker(config: TrainConfig, make_source: SourceFactory, checkpoint_dir: Path, device: torch.device, emit: Emit) -> int:
+def run_worker(config: TrainConfig, make_source: SourceFactory, checkpoint_dir: Path, device: torch.device, emit: Emit,
+               should_stop: ShouldStop | None = None) -> int:
     """Train on this worker until ``config.max_steps``, resuming from ``checkpoint_dir`` if it holds one.
 
     Args:
@@ -33,6 +37,8 @@ def run_worker(config: TrainConfig, make_source: SourceFactory, checkpoint_dir: 
         checkpoint_dir: where DeepSpeed checkpoints are written and resumed from (shared by ranks).
         device: this worker's device.
         emit: sends step reports and checkpoint notices to the driver (the same calls on every rank).
+        should_stop: asked on rank 0 after every step; when it says True every rank saves a
+            checkpoint and returns (a later run resumes there). None: run to ``max_steps``.
     Returns:
         the last step trained.
     """
@@ -43,13 +49,24 @@ def run_worker(config: TrainConfig, make_source: SourceFactory, checkpoint_dir: 
         # Per-rank RNG streams for anything random in the step; a restore replaces them.
         seed_everything(config.seed * 1000 + rank)
         start = checkpoint.restore(engine, checkpoint_dir, sources)
-        return _loop(config, engine, sources, checkpoint_dir, start, device, emit)
+        emit({"steps": [], "checkpoint": None, "started": start})
+        return _loop(config, engine, sources, checkpoint_dir, start, device, emit, should_stop)
     finally:
         for source in sources.values():
             source.close()
 
 
-def _loop(config: TrainConfig, engine, sources: dict[str, BatchSource], checkpoint_dir: Path, start: int, device: torch.device, emit: Emit) -> int:
+def _stop_agreed(should_stop: ShouldStop | None, device: torch.device) -> bool:
+    """Rank 0's answer, shared with every rank (saving a checkpoint is collective, so all must agree)."""
+    if should_stop is None:
+        return False
+    flag = torch.tensor([float(dist.get_rank() == 0 and should_stop())], device=device)
+    dist.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def _loop(config: TrainConfig, engine, sources: dict[str, BatchSource], checkpoint_dir: Path, start: int, device: torch.device,
+          emit: Emit, should_stop: ShouldStop | None) -> int:
     objective = build_objective(config.objective)
     weights = {name: stream.loss_weight for name, stream in config.active_streams.items()}
     rank, layout = dist.get_rank(), memory_format(config, device)
@@ -57,12 +74,15 @@ def _loop(config: TrainConfig, engine, sources: dict[str, BatchSource], checkpoi
     pending = []
     for step in range(start + 1, config.max_steps + 1):
         pending.append(train_step(engine, objective, sources, weights, step, rank, layout).to_dict())
+        stopping = _stop_agreed(should_stop, device)
         saved = None
-        if step % config.checkpoint_every_steps == 0 or step == config.max_steps:
+        if stopping or step % config.checkpoint_every_steps == 0 or step == config.max_steps:
             path = checkpoint.save(engine, checkpoint_dir, step, sources, config.keep_checkpoints)
             saved = {"step": step, "path": str(path)}
         # Every rank reports at the same steps: a report is a collective in Ray Train.
         if saved or step % config.report_every_steps == 0:
-            emit({"steps": pending, "checkpoint": saved})
+            emit({"steps": pending, "checkpoint": saved, "started": None})
             pending = []
+        if stopping:
+            return step
     return config.max_steps

@@ -19,11 +19,17 @@ from ray.train.torch import TorchConfig, TorchTrainer
 from ray.train.v2.api.callback import UserCallback
 from ray.util.queue import Queue
 
-from trainers.callbacks import CheckpointReport, StepReport, TrainCallback, TrainResult
+from trainers.callbacks import (
+    CheckpointReport,
+    StartReport,
+    StepReport,
+    TrainCallback,
+    TrainResult,
+)
 from trainers.config import TrainConfig
 from trainers.deepspeed_config import deepspeed_config, step_schedule
 from trainers.errors import TrainError
-from trainers.loop import SourceFactory, run_worker
+from trainers.loop import ShouldStop, SourceFactory, run_worker
 from trainers.models import check_weights
 
 logger = logging.getLogger(__name__)
@@ -48,7 +54,7 @@ def _worker(args: dict) -> None:
     # the CPU one runs its collectives over Ray Train's gloo group.
     os.environ["DS_ACCELERATOR"] = "cuda" if args["use_gpu"] else "cpu"
     device = ray.train.torch.get_device() if args["use_gpu"] else torch.device("cpu")
-    run_worker(args["config"], args["make_source"], Path(args["checkpoint_dir"]), device, ray.train.report)
+    run_worker(args["config"], args["make_source"], Path(args["checkpoint_dir"]), device, ray.train.report, args["should_stop"])
 
 
 class _Dispatcher:
@@ -69,6 +75,11 @@ class _Dispatcher:
                     self.error = error
 
     def _dispatch(self, rounds: list[dict]) -> None:
+        started = rounds[0].get("started")
+        if started is not None:
+            self.last_step = started
+            for callback in self.callbacks:
+                callback.on_start(StartReport(started, len(rounds)))
         per_rank = [[StepReport.from_dict(step) for step in payload["steps"]] for payload in rounds]
         for reports in zip(*per_rank):
             for report in reports:
@@ -110,6 +121,7 @@ def train(
     use_gpu: bool = False,
     resume: bool = True,
     worker_resources: dict[str, float] | None = None,
+    should_stop: ShouldStop | None = None,
 ) -> TrainResult:
     """Train with ``num_workers`` Ray Train workers (one DeepSpeed engine each) until ``config.max_steps``.
 
@@ -125,8 +137,11 @@ def train(
         use_gpu: one GPU per worker (bf16, NCCL); else CPU (fp32, gloo).
         resume: continue from the newest checkpoint in ``output_dir``; False deletes old checkpoints first.
         worker_resources: Ray resources of each worker (e.g. ``{"CPU": 4, "trainer": 1}``); None: ``config.worker_resources``.
+        should_stop: a picklable callable that rank 0 asks after every step (e.g. one reading a
+            small Ray actor); True ends the run with a checkpoint before ``max_steps``, so a
+            later ``train`` (maybe with another ``num_workers``) resumes there.
     Returns:
-        the last step, the newest checkpoint and each rank's last loss.
+        the last step (below ``config.max_steps`` when stopped), the newest checkpoint and each rank's last loss.
     Raises:
         TrainError: bad config, or a worker's TrainError (e.g. bad data) after the retries.
     """
@@ -144,7 +159,8 @@ def train(
     dispatcher = _Dispatcher(queue, list(callbacks))
     trainer = TorchTrainer(
         _worker,
-        train_loop_config={"config": config, "make_source": make_source, "checkpoint_dir": str(checkpoint_dir), "use_gpu": use_gpu},
+        train_loop_config={"config": config, "make_source": make_source, "checkpoint_dir": str(checkpoint_dir), "use_gpu": use_gpu,
+                           "should_stop": should_stop},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=worker_resources),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         run_config=RunConfig(
