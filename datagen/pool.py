@@ -7,6 +7,10 @@ Exactly-once comes from the manifest, not from the pool: a unit an actor was wor
 died (or had made but not yet committed) goes back to the queue, and whoever takes it next resumes
 after the samples the manifest holds. Each actor slot keeps its writer id across replacements, so
 the new writer clears its predecessor's uncommitted files.
+
+An actor gets work only once it has answered a readiness ping: one Ray has not placed yet (its
+node is busy, or no node has its custom resource yet) holds no unit, so the placed actors finish
+the plan on their own and the unplaced ones are killed at the end.
 """
 
 import threading
@@ -29,7 +33,11 @@ WorkUnit = Any  # any frozen dataclass with a ``unit_id``
 
 @dataclass(frozen=True)
 class PoolEvent:
-    """Progress for the callbacks: ``kind`` is unit, shards, restart or resize."""
+    """Progress for the callbacks: ``kind`` is unit, shards, restart, resize or placement.
+
+    ``actors`` is the target size on resize and the placed (live) actors on placement, which
+    also carries ``pending``: actors still waiting for Ray to place and start them.
+    """
 
     kind: str
     writer_id: str = ""
@@ -37,6 +45,7 @@ class PoolEvent:
     shards: int = 0
     seconds: float = 0.0
     actors: int = 0
+    pending: int = 0
 
 
 @dataclass
@@ -53,6 +62,8 @@ class PoolReport:
 class _Slot:
     writer_id: str
     handle: "ray.actor.ActorHandle"
+    ping: ray.ObjectRef  # resolves once Ray has placed the actor and its constructor has returned
+    live: bool = False
     uncommitted: list[WorkUnit] = field(default_factory=list)  # returned units whose tail may be unwritten
     retiring: bool = False
 
@@ -98,6 +109,7 @@ class ActorPool:
         self._target = size
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._placement = (0, 0)
         self.report = PoolReport()
 
     # -- control, callable from other threads ------------------------------------------------
@@ -130,11 +142,13 @@ class ActorPool:
 
     def _start_actor(self, writer_id: str) -> None:
         handle = self._actor_class.remote(*self.actor_args, writer_id)
-        self._slots[writer_id] = _Slot(writer_id, handle)
+        self._slots[writer_id] = _Slot(writer_id, handle, handle.__ray_ready__.remote())
 
-    def _apply_target(self, busy: set[str]) -> None:
+    def _apply_target(self) -> None:
         with self._lock:
-            active = sorted((slot for slot in self._slots.values() if not slot.retiring), key=lambda slot: int(slot.writer_id[len(self.writer_prefix) :]))
+            # Live actors first, so shrinking retires the ones still waiting for a node.
+            active = sorted((slot for slot in self._slots.values() if not slot.retiring),
+                            key=lambda slot: (not slot.live, int(slot.writer_id[len(self.writer_prefix) :])))
             for slot in active[self._target :]:
                 slot.retiring = True
             names = (f"{self.writer_prefix}{index}" for index in range(10**6))
@@ -147,7 +161,8 @@ class ActorPool:
 
     def _retire_idle(self, busy: set[str], pending: deque[WorkUnit]) -> None:
         for slot in [slot for slot in self._slots.values() if slot.retiring and slot.writer_id not in busy]:
-            self._close_slot(slot, pending)
+            if slot.live:
+                self._close_slot(slot, pending)
             with self._lock:
                 del self._slots[slot.writer_id]
             ray.kill(slot.handle)
@@ -169,7 +184,7 @@ class ActorPool:
                 pending.appendleft(unit)
         slot.uncommitted.clear()
 
-    def _replace(self, slot: _Slot, pending: deque[WorkUnit], current: WorkUnit) -> None:
+    def _replace(self, slot: _Slot, pending: deque[WorkUnit], current: WorkUnit | None) -> None:
         self._requeue(slot, pending, current)
         self.report.restarts += 1
         self.on_event(PoolEvent("restart", slot.writer_id))
@@ -177,6 +192,25 @@ class ActorPool:
             del self._slots[slot.writer_id]
             if not slot.retiring:
                 self._start_actor(slot.writer_id)
+
+    def _placed(self, slot: _Slot, pending: deque[WorkUnit]) -> None:
+        """The slot's ping answered: the actor takes work from now on, or it died before it could."""
+        try:
+            ray.get(slot.ping)
+            slot.live = True
+        except RayActorError as error:
+            if error.actor_init_failed:
+                # The message ends with the constructor's exception (Ray keeps no reference to it).
+                raise DatagenError(f"actor {slot.writer_id} failed to start: {str(error).strip().splitlines()[-1]}") from None
+            self._replace(slot, pending, None)
+
+    def _report_placement(self) -> None:
+        with self._lock:
+            active = [slot for slot in self._slots.values() if not slot.retiring]
+        placement = (sum(slot.live for slot in active), sum(not slot.live for slot in active))
+        if placement != self._placement:
+            self._placement = placement
+            self.on_event(PoolEvent("placement", actors=placement[0], pending=placement[1]))
 
     def _finished(self, slot: _Slot, unit: WorkUnit, result: UnitReport) -> None:
         slot.uncommitted.append(unit)
@@ -195,37 +229,39 @@ class ActorPool:
         in_flight: dict[ray.ObjectRef, tuple[str, WorkUnit]] = {}
         while True:
             busy = {writer_id for writer_id, _ in in_flight.values()}
-            self._apply_target(busy)
+            self._apply_target()
             self._retire_idle(busy, pending)
             if not self._stop.is_set():
                 for slot in list(self._slots.values()):
-                    if pending and not slot.retiring and slot.writer_id not in busy:
+                    if pending and slot.live and not slot.retiring and slot.writer_id not in busy:
                         unit = pending.popleft()
                         in_flight[slot.handle.run_unit.remote(unit)] = (slot.writer_id, unit)
                         busy.add(slot.writer_id)
-            if not in_flight:
-                if pending and not self._stop.is_set():
-                    continue
+            self._report_placement()
+            if not in_flight and (not pending or self._stop.is_set()):
                 if self._close_all(pending) or self._stop.is_set():
                     break
                 continue
-            ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=self.poll_interval_s)
+            # Otherwise units are running, or waiting for an actor to be placed.
+            pings = {slot.ping: slot for slot in self._slots.values() if not slot.live}
+            ready, _ = ray.wait([*in_flight, *pings], num_returns=1, timeout=self.poll_interval_s)
             for reference in ready:
+                if reference in pings:
+                    self._placed(pings[reference], pending)
+                    continue
                 writer_id, unit = in_flight.pop(reference)
                 slot = self._slots[writer_id]
                 try:
                     self._finished(slot, unit, ray.get(reference))
-                except RayActorError as error:
-                    if error.actor_init_failed:
-                        raise DatagenError(f"actor {writer_id} failed to start: {_reason(error)}") from None
+                except RayActorError:
                     self._replace(slot, pending, unit)
                 except ray.exceptions.RayTaskError as error:
                     raise DatagenError(f"actor {writer_id}, unit {unit.unit_id}: {_reason(error)}") from None
         return self.report
 
     def _close_all(self, pending: deque[WorkUnit]) -> bool:
-        """Commit every actor's open shard; True when nothing had to be requeued."""
-        for slot in list(self._slots.values()):
+        """Commit every placed actor's open shard; True when nothing had to be requeued."""
+        for slot in [slot for slot in self._slots.values() if slot.live]:
             self._close_slot(slot, pending)
         return not pending
 

@@ -1,5 +1,6 @@
 """The generator actor pool on a local Ray: exactly-once under a killed actor, live resize, rerun skips."""
 
+import dataclasses
 import threading
 import time
 from collections import Counter
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 import ray
 
+from datagen.errors import DatagenError
 from datagen.service import plan_generation, planned_samples, start_pool
 from shards.manifest import Manifest
 from shards.reader import committed_shards, iter_samples
@@ -53,7 +55,7 @@ def test_killed_actor_mid_unit_still_gives_exactly_the_planned_samples(tiny, tmp
     keys = _keys(stream_dir)
     assert len(keys) == planned_samples(config, units) == 48
     assert not [key for key, count in Counter(keys).items() if count > 1]
-    findings, totals = verify_store(tmp_path / "store")
+    findings, _ = verify_store(tmp_path / "store")
     assert not [finding for finding in findings if finding.is_problem]
     assert all(progress.done for progress in Manifest(stream_dir).unit_progress().values())
 
@@ -77,8 +79,13 @@ def test_resize_while_running_adds_an_actor(tiny, tmp_path):
 
     def on_event(event):
         events.append(event)
-        if event.kind == "unit" and len([e for e in events if e.kind == "unit"]) == 1:
+        units_done = len([e for e in events if e.kind == "unit"])
+        if event.kind == "unit" and units_done == 1:
             pool.resize(2)
+        elif event.kind == "unit" and units_done == 2:
+            # The pool started g1 after the resize; units go to it once it is up, so wait for that
+            # here (g0 keeps working) rather than let g0 finish the plan alone.
+            ray.get(pool.actor_handles()["g1"].__ray_ready__.remote())
 
     pool = start_pool(settings, units, on_event=on_event)
     report = pool.run()
@@ -87,3 +94,34 @@ def test_resize_while_running_adds_an_actor(tiny, tmp_path):
     assert writers == {"g0", "g1"} and report.images == planned_samples(config, units)
     assert [event.actors for event in events if event.kind == "resize"] == [1, 2]
     assert len(_keys(tmp_path / "store" / "interventional")) == report.images
+
+
+@pytest.mark.timeout(180)
+def test_a_pool_larger_than_the_cluster_finishes_with_the_actors_that_fit(tiny, tmp_path):
+    # local_ray has 2 CPUs and each actor takes one: the third actor is never placed.
+    config, settings, units = _plan(tiny, tmp_path, actors=3)
+    events = []
+
+    def on_event(event):
+        events.append(event)
+        if event.kind == "unit" and len([e for e in events if e.kind == "unit"]) == 1:
+            # Let the second actor that fits come up before the first finishes the plan alone.
+            ray.wait([handle.__ray_ready__.remote() for handle in pool.actor_handles().values()], num_returns=2)
+
+    pool = start_pool(settings, units, on_event=on_event)
+    report = pool.run()
+    pool.shutdown()
+    assert report.units == len(units) and report.images == planned_samples(config, units)
+    assert 1 <= len({event.writer_id for event in events if event.kind == "unit"}) <= 2
+    placements = [(event.actors, event.pending) for event in events if event.kind == "placement"]
+    assert placements[0] == (0, 3) and placements[-1] == (2, 1)
+    assert len(_keys(tmp_path / "store" / "interventional")) == report.images
+
+
+def test_an_actor_that_cannot_start_fails_the_pool_with_one_line(tiny, tmp_path):
+    _, settings, units = _plan(tiny, tmp_path)
+    pool = start_pool(dataclasses.replace(settings, weights=str(tmp_path / "missing")), units)
+    with pytest.raises(DatagenError, match=r"^actor g0 failed to start: .*missing.*not a directory") as error:
+        pool.run()
+    pool.shutdown()
+    assert "\n" not in str(error.value)
