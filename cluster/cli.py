@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a job on an embedded local Ray")
     _add_config_arguments(run)
 
+    experiment = commands.add_parser("experiment", help="run the Colored Digits experiment (paper Table 5); finished stages are reused")
+    _add_config_arguments(experiment)
+    experiment.add_argument("--fresh", action="store_true", help="delete the run directory first and redo every stage")
+
     datagen = commands.add_parser("datagen", help="run generation alone (embedded local Ray or --address)")
     _add_config_arguments(datagen)
     datagen.add_argument("--address", help="an existing Ray cluster, e.g. ray://HOST:10001 or auto")
@@ -114,6 +118,20 @@ def _run(args: argparse.Namespace) -> int:
     losses = ", ".join(f"{stream} {loss:.4f}" for stream, loss in result.final_losses.items())
     console.print(f"trained: {result.train.steps} steps; samples {trained}; final losses {losses}")
     console.print(f"outputs: {result.output_dir} (checkpoint {result.train.checkpoint}; config sha256 {result.config_hash[:12]})")
+    return 0
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from cluster.colored_digits.config import ExperimentConfig
+    from cluster.colored_digits.experiment import run_experiment
+    from cluster.colored_digits.report import REPORT_MD, rich_tables
+
+    experiment = load_config(args.config, args.overrides, model=ExperimentConfig)
+    report = run_experiment(experiment, fresh=args.fresh)
+    for table in rich_tables(report):
+        console.print(table)
+    console.print(f"verdict: {report.verdict}")
+    console.print(f"report: {experiment.output_dir / REPORT_MD} (and report.json, samples: {report.samples_png})")
     return 0
 
 
@@ -268,6 +286,7 @@ def _top(args: argparse.Namespace) -> int:
 
 HANDLERS = {
     ("run", None): _run,
+    ("experiment", None): _experiment,
     ("datagen", None): _datagen,
     ("train", None): _train,
     ("directions", None): _directions,

@@ -11,7 +11,7 @@ import re
 import types
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -20,6 +20,8 @@ from cluster.errors import ConfigError
 from datagen.config import DatagenConfig
 from shards.config import ShardStoreConfig
 from trainers.config import TrainConfig
+
+ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
 
 RESOLVED_CONFIG_FILE = "config.yaml"
 CONFIG_HASH_FILE = "config.sha256"
@@ -49,7 +51,7 @@ class JobConfig(BaseModel):
     @property
     def store_dir(self) -> Path:
         """Root of the job's shard store (one subdirectory per stream)."""
-        return self.output_dir / "shards"
+        return self.shards.root or self.output_dir / "shards"
 
 
 def _field_model(annotation: Any, key: str) -> Any:
@@ -121,12 +123,13 @@ def _set_override(raw: dict, assignment: str) -> None:
         raise ConfigError(f"--set {assignment!r}: value is not valid YAML ({error.problem})") from None
 
 
-def load_config(path: Path, overrides: list[str] = ()) -> JobConfig:
-    """Read, override and validate a job config.
+def load_config(path: Path, overrides: list[str] = (), model: type[ConfigModel] = JobConfig) -> ConfigModel:
+    """Read, override and validate a job config (or another config ``model``, e.g. an experiment's).
 
     Args:
         path: the YAML file.
         overrides: ``a.b.c=value`` assignments applied before validation.
+        model: the pydantic model the file must satisfy.
 
     Raises:
         ConfigError: one line naming the file, the YAML path, the value and what is allowed.
@@ -143,13 +146,13 @@ def load_config(path: Path, overrides: list[str] = ()) -> JobConfig:
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ConfigError(f"{where}: invalid YAML ({getattr(error, 'problem', error)})") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: a job config must be a YAML mapping (got {type(raw).__name__})")
+        raise ConfigError(f"{path}: a config must be a YAML mapping (got {type(raw).__name__})")
     for assignment in overrides:
         _set_override(raw, assignment)
     try:
-        return JobConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as error:
-        lines = [f"{path}: {_describe(detail, JobConfig)}" for detail in error.errors()]
+        lines = [f"{path}: {_describe(detail, model)}" for detail in error.errors()]
         raise ConfigError("\n".join(lines)) from None
 
 

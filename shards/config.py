@@ -1,5 +1,7 @@
 """Configuration of the shard store and of static streams prepared from ImageFolder trees."""
 
+from pathlib import Path
+
 from pydantic import BaseModel, ConfigDict, DirectoryPath, Field, PositiveInt
 
 
@@ -19,6 +21,9 @@ class ShardStoreConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    root: Path | None = Field(
+        default=None, description="store directory (one subdirectory per stream); default OUTPUT/shards; jobs may share one"
+    )
     max_samples_per_shard: PositiveInt = 1000
     max_bytes_per_shard: PositiveInt = 256 * 2**20
     prepare: dict[str, PrepareConfig] = Field(

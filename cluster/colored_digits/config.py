@@ -1,0 +1,69 @@
+"""The Colored Digits experiment's config: data splits, the CVAE, both sampling strategies, the arms' training."""
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+
+from datagen.directions import DirectionsConfig
+from datagen.generators.cvae_config import CvaeTrainConfig
+from datagen.strategies import StrategyConfig
+from trainers.config import ObjectiveConfig, TrainConfig
+
+ArmName = Literal["original", "observational", "interventional", "irm"]
+ARMS: tuple[ArmName, ...] = ("original", "observational", "interventional", "irm")
+
+
+class DigitsDataConfig(BaseModel):
+    """How the 1,797 digits become a confounded training set and two test sets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(default=0, description="fixes the palette, the splits and every background draw")
+    image_size: PositiveInt = Field(default=32, description="side of the RGB images, px (upsampled from 8x8)")
+    confounded_test_fraction: float = Field(default=0.2, gt=0, lt=0.5, description="share of the digits in the confounded test set")
+    causal_test_fraction: float = Field(default=0.2, gt=0, lt=0.5, description="share of the digits in the causal test set")
+
+
+class ExperimentConfig(BaseModel):
+    """Everything one Colored Digits run needs; each arm and seed becomes one genint job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    output_dir: Path
+    seeds: list[NonNegativeInt] = Field(default=[0, 1, 2], min_length=1, description="classifier seeds per arm")
+    arms: list[ArmName] = Field(default=list(ARMS), min_length=1)
+    data: DigitsDataConfig = Field(default_factory=DigitsDataConfig)
+    generator: CvaeTrainConfig = Field(default_factory=CvaeTrainConfig, description="the CVAE, trained on the training set")
+    directions: DirectionsConfig = Field(default_factory=lambda: DirectionsConfig(samples=2000, components=2, batch_size=500, regression_samples=2000))
+    observational: StrategyConfig = Field(default_factory=lambda: StrategyConfig(kind="observational", truncation=1.0, seeds_per_class=200))
+    interventional: StrategyConfig = Field(default_factory=lambda: StrategyConfig(
+        kind="intervention", truncation=1.0, top_k=2, components_per_seed=2, offsets_per_component=1, ranges="spread", seeds_per_class=100))
+    datagen_actors: PositiveInt = Field(default=1, description="generator actors writing the two generated streams")
+    batch_size: PositiveInt = Field(default=64, description="images per step; IRM takes half from each colour environment")
+    train: TrainConfig = Field(description="the classifier and its optimisation; each arm sets streams, objective and seed")
+    irm: ObjectiveConfig = Field(default_factory=lambda: ObjectiveConfig(name="irm", irm_weight=100.0, irm_anneal_steps=50))
+
+    @field_validator("arms")
+    @classmethod
+    def _arms_once(cls, arms: list[ArmName]) -> list[ArmName]:
+        if len(set(arms)) != len(arms):
+            raise ValueError(f"must not repeat an arm (got {arms})")
+        return arms
+
+    @model_validator(mode="after")
+    def _strategies_fit_their_arms(self) -> "ExperimentConfig":
+        if self.observational.kind != "observational":
+            raise ValueError(f"observational.kind must be observational (got {self.observational.kind})")
+        if self.interventional.kind != "intervention":
+            raise ValueError(f"interventional.kind must be intervention (got {self.interventional.kind})")
+        if self.irm.name != "irm":
+            raise ValueError(f"irm.name must be irm (got {self.irm.name})")
+        if self.train.num_classes != 10:
+            raise ValueError(f"train.num_classes must be 10, the digits' classes (got {self.train.num_classes})")
+        return self
+
+    @property
+    def store_dir(self) -> Path:
+        return self.output_dir / "shards"

@@ -1,0 +1,86 @@
+"""The genint jobs an experiment runs: one that prepares and generates the data, one per arm and seed.
+
+All of them share the experiment's shard store, CVAE and directions, so each stage runs once and
+every arm reads the same streams. Arms differ only in the streams they train on and the objective.
+"""
+
+from pathlib import Path
+
+from cluster.colored_digits.config import ArmName, ExperimentConfig
+from cluster.colored_digits.data import SPLITS
+from cluster.config import JobConfig
+from datagen.config import DatagenConfig, GeneratorConfig
+from shards.config import PrepareConfig, ShardStoreConfig
+from trainers.config import ObjectiveConfig, StreamConfig
+
+# Every split becomes a static stream of the same name; the training split is the "original" stream.
+ORIGINAL_STREAM = "original"
+GENERATED_STREAMS: tuple[ArmName, ...] = ("observational", "interventional")
+TEST_STREAMS = ("test_confounded", "test_causal")
+# Small shards: the streams hold a few thousand 32 px images.
+MAX_SAMPLES_PER_SHARD = 256
+
+
+def stream_of_split(split: str) -> str:
+    return ORIGINAL_STREAM if split == "train" else split
+
+
+def data_dir(experiment: ExperimentConfig) -> Path:
+    return experiment.output_dir / "data"
+
+
+def _store(experiment: ExperimentConfig, prepare: dict[str, PrepareConfig] | None = None) -> ShardStoreConfig:
+    return ShardStoreConfig(root=experiment.store_dir, max_samples_per_shard=MAX_SAMPLES_PER_SHARD, prepare=prepare or {})
+
+
+def data_job(experiment: ExperimentConfig, stream: ArmName = "interventional") -> JobConfig:
+    """The job that prepares every split as a stream, trains the CVAE and generates ``stream``.
+
+    Its output directory is the experiment's, where the CVAE and its directions live.
+    """
+    prepare = {
+        stream_of_split(split): PrepareConfig(source=data_dir(experiment) / split, seed=experiment.data.seed, unit_size=500)
+        for split in SPLITS
+    }
+    return JobConfig(
+        name=f"{experiment.name}-data",
+        output_dir=experiment.output_dir,
+        shards=_store(experiment, prepare),
+        datagen=DatagenConfig(
+            actors=experiment.datagen_actors,
+            device="cpu",
+            generator=GeneratorConfig(kind="cvae", train=experiment.generator, train_stream=ORIGINAL_STREAM),
+            directions=experiment.directions.model_copy(update={"path": experiment.output_dir / "directions.npz"}),
+            strategy=getattr(experiment, stream),
+            stream=stream,
+            seeds_per_unit=20,
+            seed=experiment.data.seed,
+            image_format="png",
+        ),
+        train=experiment.train,
+    )
+
+
+def arm_streams(experiment: ExperimentConfig, arm: ArmName) -> dict[str, StreamConfig]:
+    """What the arm's classifier reads each step; the generative arms see generated data only, as in the paper."""
+    if arm == "irm":
+        half = max(1, experiment.batch_size // 2)
+        return {stream_of_split(split): StreamConfig(batch_size=half) for split in SPLITS if split.startswith("train_env")}
+    return {stream_of_split("train") if arm == "original" else arm: StreamConfig(batch_size=experiment.batch_size)}
+
+
+def arm_job(experiment: ExperimentConfig, arm: ArmName, seed: int) -> JobConfig:
+    """The training job of one arm and classifier seed (no generation: it reads the shared store)."""
+    objective = experiment.irm if arm == "irm" else ObjectiveConfig()
+    train = experiment.train.model_copy(update={"streams": arm_streams(experiment, arm), "objective": objective, "seed": seed})
+    return JobConfig(
+        name=f"{experiment.name}-{arm}-seed{seed}",
+        output_dir=arm_dir(experiment, arm, seed),
+        shards=_store(experiment),
+        datagen=DatagenConfig(actors=0),
+        train=train,
+    )
+
+
+def arm_dir(experiment: ExperimentConfig, arm: ArmName, seed: int) -> Path:
+    return experiment.output_dir / "arms" / arm / f"seed{seed}"

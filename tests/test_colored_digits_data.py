@@ -1,0 +1,85 @@
+"""Colored Digits data: the palette, the splits and the confounding they carry (no Ray)."""
+
+import numpy as np
+import pytest
+import torch
+
+from cluster.colored_digits.config import DigitsDataConfig, ExperimentConfig
+from cluster.colored_digits.data import NUM_CLASSES, SPLITS, load_palette, make_splits, write_experiment_data
+from cluster.colored_digits.palette import all_colours, background_colours, distance_to_palette, make_palette
+from cluster.colored_digits.report import ArmRun, summarise_arm, verdict
+from cluster.config import load_config
+from cluster.errors import ConfigError
+from datagen.generators.cvae_digits import digit_strokes, paint
+
+
+def test_palette_ties_two_colours_to_each_class_and_holds_the_rest_out():
+    palette = make_palette(NUM_CLASSES, seed=0)
+    training = {tuple(colour) for colour in palette.training_colours.tolist()}
+    held_out = {tuple(colour) for colour in palette.held_out.tolist()}
+    assert len(training) == 2 * NUM_CLASSES  # no colour is shared by two classes
+    assert held_out and not training & held_out
+    assert training | held_out == {tuple(colour) for colour in all_colours().tolist()}
+    assert (1.0, 1.0, 1.0) not in training | held_out  # white strokes stay visible
+    assert make_palette(NUM_CLASSES, seed=1).class_colours.tolist() != palette.class_colours.tolist()
+
+
+def test_splits_are_disjoint_seeded_and_confounded_only_where_they_should_be():
+    _, labels = digit_strokes(8)
+    labels = labels.numpy()
+    palette, splits = make_splits(DigitsDataConfig(), labels)
+    train, confounded, causal = splits["train"], splits["test_confounded"], splits["test_causal"]
+    indices = np.concatenate([train.indices, confounded.indices, causal.indices])
+    assert len(indices) == len(set(indices.tolist())) == len(labels)
+    assert sorted(np.concatenate([splits["train_env0"].indices, splits["train_env1"].indices]).tolist()) == sorted(train.indices.tolist())
+    for split in (train, confounded):  # the background is one of the class's two colours
+        expected = palette.class_colours[labels[split.indices], split.environments]
+        assert np.array_equal(split.backgrounds, expected)
+    # In the causal test the colour says little about the class, and held-out colours appear.
+    tied = [any(np.array_equal(background, colour) for colour in palette.class_colours[label])
+            for background, label in zip(causal.backgrounds, labels[causal.indices])]
+    assert np.mean(tied) < 0.2
+    assert (distance_to_palette(causal.backgrounds, palette.held_out) == 0).sum() > 10
+    again = make_splits(DigitsDataConfig(), labels)[1]
+    assert np.array_equal(again["test_causal"].backgrounds, causal.backgrounds)
+
+
+def test_background_is_read_from_the_corners_of_painted_digits():
+    strokes, _ = digit_strokes(32, count=40)
+    colours = torch.from_numpy(all_colours()[np.arange(40) % len(all_colours())])
+    measured = background_colours(paint(strokes, colours).numpy())
+    assert np.abs(measured - colours.numpy()).max() < 0.02
+
+
+def test_data_is_written_once_and_another_config_is_refused(tmp_path):
+    palette = write_experiment_data(DigitsDataConfig(), tmp_path / "data")
+    assert {path.name for path in (tmp_path / "data").iterdir()} == {*SPLITS, "palette.json"}
+    assert sum(1 for _ in (tmp_path / "data" / "test_causal").rglob("*.png")) == round(0.2 * 1797)
+    assert np.array_equal(load_palette(tmp_path / "data").class_colours, palette.class_colours)
+    written = (tmp_path / "data" / "palette.json").stat().st_mtime_ns
+    write_experiment_data(DigitsDataConfig(), tmp_path / "data")
+    assert (tmp_path / "data" / "palette.json").stat().st_mtime_ns == written
+    with pytest.raises(ValueError, match="other settings"):
+        write_experiment_data(DigitsDataConfig(seed=5), tmp_path / "data")
+
+
+def test_shipped_config_is_valid_and_bad_arms_are_one_line(tmp_path):
+    experiment = load_config("configs/colored-digits.yaml", model=ExperimentConfig)
+    assert experiment.arms == ["original", "observational", "interventional", "irm"] and len(experiment.seeds) >= 3
+    with pytest.raises(ConfigError, match=r"colored-digits.yaml: arms.0 must be one of"):
+        load_config("configs/colored-digits.yaml", ["arms=[baseline]"], model=ExperimentConfig)
+    with pytest.raises(ConfigError, match="interventional.kind must be intervention"):
+        load_config("configs/colored-digits.yaml", ["interventional.kind=observational"], model=ExperimentConfig)
+
+
+def _run(arm: str, seed: int, confounded: float, causal: float) -> ArmRun:
+    return ArmRun(arm, seed, confounded, causal, steps=10, final_loss=0.1, checkpoint="-", job_hash="-")
+
+
+def test_verdict_says_when_the_interventional_arm_does_not_win():
+    arms = [summarise_arm("original", [_run("original", 0, 99.0, 9.0), _run("original", 1, 97.0, 11.0)]),
+            summarise_arm("interventional", [_run("interventional", 0, 60.0, 8.0)])]
+    assert arms[0].causal_mean == 10.0 and arms[0].causal_std == pytest.approx(1.414, abs=1e-3)
+    assert "does NOT beat" in verdict(arms) and "original data" in verdict(arms)
+    arms[1] = summarise_arm("interventional", [_run("interventional", 0, 60.0, 30.0)])
+    assert verdict(arms).startswith("interventional CVAE beats")
