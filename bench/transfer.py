@@ -4,7 +4,7 @@ Both run the same pairs with the same per-pair step counts (drawn as the stage d
 same image size and the same VGG-19 (random weights: no download; the arithmetic is the same as
 with the ImageNet weights). Prints images/s of each, the ratio, and how far the results differ.
 
-    .venv/bin/python bench/transfer.py [--pairs 8] [--size 64] [--repeats 3] [--threads N] [--channels-last]
+    .venv/bin/python bench/transfer.py [--pairs 8] [--size 64] [--repeats 3] [--threads N] [--channels-last] [--device cuda]
 """
 
 import argparse
@@ -28,11 +28,11 @@ def smooth_images(count: int, size: int, seed: int) -> torch.Tensor:
 
 
 def timed(run):
-    """Wrap ``run`` to return (wall seconds, CPU seconds of this process, result)."""
+    """Wrap ``run`` to return (wall seconds, CPU seconds of this process, result on the host)."""
 
     def wrapper(*args):
         wall, cpu = time.perf_counter(), time.process_time()
-        result = run(*args)
+        result = run(*args).cpu()  # waits for the device's queued work
         return time.perf_counter() - wall, time.process_time() - cpu, result
 
     return wrapper
@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=3, help="alternating runs of each path; the median is reported")
     parser.add_argument("--channels-last", action="store_true", help="run VGG in channels_last memory format")
+    parser.add_argument("--device", default="cpu", help="where VGG and both optimisers run (cpu, cuda)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -79,11 +80,11 @@ def main() -> None:
             vgg_weights=str(weights), optimise_size=args.size, batch_size=args.batch_size,
             min_steps=args.min_steps, max_steps=args.max_steps,
         )
-        features = load_vgg_features(config.vgg_weights, [*config.style_layers, *config.content_layers], torch.device("cpu"))
+        features = load_vgg_features(config.vgg_weights, [*config.style_layers, *config.content_layers], torch.device(args.device))
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     features = features.to(memory_format=memory_format)
-    content = smooth_images(args.pairs, args.size, seed=1).contiguous(memory_format=memory_format)
-    style = smooth_images(args.pairs, args.size, seed=2).contiguous(memory_format=memory_format)
+    content = smooth_images(args.pairs, args.size, seed=1).to(args.device).contiguous(memory_format=memory_format)
+    style = smooth_images(args.pairs, args.size, seed=2).to(args.device).contiguous(memory_format=memory_format)
     steps = [draw_steps(f"content{index}", f"style{index}", config) for index in range(args.pairs)]
 
     # Warm-up (allocator, oneDNN primitive caches) on a short run of both paths.
@@ -99,7 +100,7 @@ def main() -> None:
     batched_s, batched_cpu_s, batched_images = sorted(batched_runs, key=lambda run: run[0])[len(batched_runs) // 2]
 
     print(f"{args.pairs} pairs at {args.size} px, steps {steps} (sum {sum(steps)}), batch {config.batch_size}, "
-          f"threads {torch.get_num_threads()}, {'channels_last' if args.channels_last else 'contiguous'}, "
+          f"{args.device}, threads {torch.get_num_threads()}, {'channels_last' if args.channels_last else 'contiguous'}, "
           f"median of {args.repeats}")
     print(f"one at a time wall s per run: {[round(run[0], 1) for run in one_runs]}, batched: {[round(run[0], 1) for run in batched_runs]}")
     # CPU seconds of this process are printed too: on a shared machine wall time also counts waiting.

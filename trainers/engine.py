@@ -23,7 +23,8 @@ def seed_everything(seed: int) -> None:
 
 
 def memory_format(config: TrainConfig, device: torch.device) -> torch.memory_format:
-    """channels_last on CUDA when configured (faster convolutions with bf16); contiguous otherwise."""
+    """The input batches' layout: channels_last on CUDA when configured (faster bf16 convolutions),
+    contiguous otherwise. The weights stay contiguous (see ``build_engine``)."""
     return torch.channels_last if config.channels_last and device.type == "cuda" else torch.contiguous_format
 
 
@@ -32,7 +33,7 @@ def build_engine(config: TrainConfig, device: torch.device):
 
     Args:
         config: model, optimiser, schedule and DeepSpeed settings.
-        device: the worker's device; CUDA selects bf16 and channels_last.
+        device: the worker's device; CUDA selects bf16.
     Returns:
         the DeepSpeed engine (its optimiser and LR scheduler are attached to it).
     """
@@ -41,7 +42,10 @@ def build_engine(config: TrainConfig, device: torch.device):
     # Same initial weights on every rank (DeepSpeed also broadcasts rank 0's at initialize).
     seed_everything(config.seed)
     model = build_model(config.model, config.num_classes, config.pretrained)
-    model = model.to(device, memory_format=memory_format(config, device))
+    # Weights stay contiguous: DeepSpeed views each parameter as bytes to broadcast it and flattens
+    # them into its optimiser's buffers, which fails on channels_last weights. cuDNN runs a
+    # convolution channels_last when its input is, so the batch's layout is enough.
+    model = model.to(device)
     engine, _, _, _ = deepspeed.initialize(
         model=model,
         model_parameters=model.parameters(),
@@ -52,17 +56,18 @@ def build_engine(config: TrainConfig, device: torch.device):
 
 
 @contextmanager
-def local_process_group() -> Iterator[None]:
-    """A one-process gloo group, for running a worker's engine in this process (tests, benchmarks).
+def local_process_group(backend: str = "gloo") -> Iterator[None]:
+    """A one-process group, for running a worker's engine in this process (tests, benchmarks).
 
-    Ray Train creates the group for real workers; DeepSpeed needs one either way.
+    Ray Train creates the group for real workers; DeepSpeed needs one either way. On a GPU pass
+    ``nccl``, the backend Ray Train gives GPU workers.
     """
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     # DeepSpeed reads the launcher's variables even when the group already exists.
     os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=0, world_size=1)
+    dist.init_process_group(backend, rank=0, world_size=1)
     try:
         yield
     finally:

@@ -123,23 +123,24 @@ def _file_digest(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def random_biggan(config: BigGANConfig, seed: int = 0) -> BigGAN:
-    """A random-initialised BigGAN (for tests and speed benchmarks; no download).
+def random_biggan(config: BigGANConfig, seed: int = 0, device: str | torch.device = "cpu") -> BigGAN:
+    """A random-initialised BigGAN (for tests and speed benchmarks; no download), on ``device``.
 
     The library leaves the final unconditional batch norm's affine parameters uninitialised
     (``torch.Tensor(n)``), so they are set to the identity here; and spectral norm's singular
     vectors start random, so a few training-mode passes run its power iteration until the
-    normalised weights stop blowing activations up.
+    normalised weights stop blowing activations up. At full size (BigGAN-deep-256) those passes
+    take minutes on a CPU and well under a second on a GPU, hence ``device``.
     """
     torch.manual_seed(seed)
-    model = BigGAN(config)
+    model = BigGAN(config).to(device)
     with torch.no_grad():
         model.generator.bn.weight.fill_(1.0)
         model.generator.bn.bias.zero_()
         model.train()
-        classes = torch.nn.functional.one_hot(torch.arange(2) % config.num_classes, config.num_classes).float()
+        classes = torch.nn.functional.one_hot(torch.arange(2, device=device) % config.num_classes, config.num_classes).float()
         for _ in range(20):
-            model(torch.zeros(2, config.z_dim), classes, 1.0)
+            model(torch.zeros(2, config.z_dim, device=device), classes, 1.0)
     return model.eval()
 
 
