@@ -43,7 +43,7 @@ def controller_name(job: str) -> str:
 
 @dataclass
 class PoolStatus:
-    """One datagen pool: ``generate`` (the generator actors) or ``transfer``."""
+    """One datagen pool: ``datagen`` (the generator actors) or ``transfer`` (as the metrics' ``pool`` label)."""
 
     stage: str
     stream: str
@@ -83,7 +83,7 @@ class JobStatus:
     job: str
     phase: str
     metrics_url: str
-    pools: dict[str, PoolStatus]  # by stage
+    pools: dict[str, PoolStatus]  # by stage: datagen, transfer
     train: TrainStatus
     error: str | None = None
 
@@ -156,12 +156,14 @@ class JobController:
         self._lock = threading.Lock()
         self._status = JobStatus(config.name, "starting", f"http://{config.metrics.host}:{port}/metrics", {},
                                  TrainStatus(max_steps=config.train.max_steps))
-        self._stopping = threading.Event()
+        self._stopping = threading.Event()  # training is to end and no new pool to start
+        self._stop_requested = False
         self._trainer_ready = threading.Event()
         self._train_flag = ray.remote(_Flag).options(num_cpus=0).remote()
         self._workers = config.train.workers
         self._pool: ActorPool | None = None
         self._pool_stage = ""
+        self._generation_ended = False  # set once training has returned: no pool may run on
         self._pending_datagen: int | None = None
         self._generated: dict[str, PoolReport] = {}
         self._generation_error: BaseException | None = None
@@ -190,24 +192,26 @@ class JobController:
         if self._generation_error is not None:
             self._set_phase("failed", self._generation_error)
             raise self._generation_error
-        self._set_phase("stopped" if self._stopping.is_set() else "finished")
+        self._set_phase("stopped" if self._stop_requested else "finished")
         return JobOutcome(dict(self._generated), result, last, self.status())
 
     def _train(self) -> tuple[TrainResult, StepReport | None]:
         """Ray Train runs until ``max_steps``; a rescale ends one run at a checkpoint and starts the next."""
         callbacks = [MetricsCallback(self.metrics, self.config.name), _StatusCallback(self)]
         while True:
-            ray.get(self._train_flag.set.remote(False))
             with self._lock:
                 workers = self._workers
+                # Cleared under the lock that stop() and scale_trainers() set it under, so a
+                # request made while this run starts is not lost (a stopping job keeps it set).
+                ray.get(self._train_flag.set.remote(self._stopping.is_set()))
             config = self.config.model_copy(update={"train": self.config.train.model_copy(update={"workers": workers})})
             result, last = train_job(config, self._train_progress, self.growing, callbacks, use_gpu=self.use_gpu,
                                      should_stop=StopSignal(self._train_flag))
             with self._lock:
                 self._status.train.workers = 0
-                rescale = self._workers != workers
             self.metrics.trainer_workers.labels(job=self.config.name).set(0)
-            if result.steps >= self.config.train.max_steps or self._stopping.is_set() or not rescale:
+            # Stopped early and the job is not stopping: a rescale (with this run's count or another).
+            if result.steps >= self.config.train.max_steps or self._stopping.is_set():
                 return result, last
 
     def _train_progress(self, step: int, max_steps: int) -> None:
@@ -231,7 +235,7 @@ class JobController:
                     if self._stopping.is_set():
                         return
             stream = config.datagen.stream
-            self._run_pool("generate", stream, lambda update, also: generation_pool(config, settings, units, update, also))
+            self._run_pool("datagen", stream, lambda update, also: generation_pool(config, settings, units, update, also))
             stage = config.datagen.transfer
             if stage.actors > 0 and not self._stopping.is_set():
                 self._run_pool("transfer", stage.stream,
@@ -265,8 +269,8 @@ class JobController:
             if self._pending_datagen is not None:
                 pool.resize(self._pending_datagen)
                 self._pending_datagen = None
-        if self._stopping.is_set():
-            pool.stop()
+            if self._generation_ended:
+                pool.stop()
         try:
             self._generated[stream] = run_pool(pool)
         finally:
@@ -276,6 +280,7 @@ class JobController:
     def _stop_generation(self) -> None:
         with self._lock:
             self._stopping.set()
+            self._generation_ended = True
             if self._pool is not None:
                 self._pool.stop()
 
@@ -322,14 +327,20 @@ class JobController:
             if workers == self._workers:
                 return f"{self.config.name}: training already has {workers} workers"
             self._workers = workers
-        ray.get(self._train_flag.set.remote(True))
+            ray.get(self._train_flag.set.remote(True))
         return f"{self.config.name}: training checkpoints and restarts with {workers} workers"
 
     def stop(self) -> None:
-        """End the job early: pools finish their in-flight units, training checkpoints and returns."""
-        self._stop_generation()
-        self._set_phase("stopping")
-        ray.get(self._train_flag.set.remote(True))
+        """End the job early: training checkpoints and returns, then the pools finish their in-flight units.
+
+        Generation goes on until training has returned, so a step waiting for generated data can
+        still finish and checkpoint; no new stage (transfer) starts.
+        """
+        with self._lock:
+            self._stop_requested = True
+            self._stopping.set()
+            self._status.phase = "stopping"
+            ray.get(self._train_flag.set.remote(True))
 
 
 # -- the client side: the driver and ``genint scale`` -------------------------------------------

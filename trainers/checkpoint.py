@@ -58,11 +58,24 @@ def save(engine, directory: Path, step: int, sources: dict[str, BatchSource], ke
     return directory / tag
 
 
+def _zero_partitions(directory: Path) -> int:
+    """ZeRO optimizer partitions in the newest checkpoint: one per data-parallel rank (0 without ZeRO)."""
+    tag = (directory / "latest").read_text().strip()
+    return len(list((directory / tag).glob("*zero_pp_rank_*_optim_states.pt")))
+
+
 def restore(engine, directory: Path, sources: dict[str, BatchSource]) -> int:
-    """Load the newest checkpoint in ``directory`` if there is one. Returns its step (0: none)."""
+    """Load the newest checkpoint in ``directory`` if there is one. Returns its step (0: none).
+
+    With another worker count than the checkpoint's, the weights, step and LR schedule resume;
+    ZeRO's optimizer state does not (DeepSpeed cannot repartition it), nor do the data positions.
+    """
     if not (directory / "latest").is_file():
         return 0
-    path, client_state = engine.load_checkpoint(str(directory))
+    partitions = _zero_partitions(directory)
+    # Without the optimizer state DeepSpeed refills ZeRO's fp32 partitions from the loaded weights.
+    keep_optimizer = partitions in (0, dist.get_world_size())
+    path, client_state = engine.load_checkpoint(str(directory), load_optimizer_states=keep_optimizer)
     if path is None:
         return 0
     ranks = client_state["ranks"]
@@ -75,6 +88,7 @@ def restore(engine, directory: Path, sources: dict[str, BatchSource]) -> int:
         set_rng_state(local["rng"])
     elif rank == 0:
         # Data positions belong to a sharding by world size; with another size the loaders
-        # start their streams afresh (model, optimiser and step still resume).
-        logger.warning("checkpoint %s was written by %d workers, now %d: loaders restart", path, len(ranks), dist.get_world_size())
+        # start their streams afresh (model, LR schedule and step still resume).
+        logger.warning("checkpoint %s was written by %d workers, now %d: loaders restart%s", path, len(ranks),
+                       dist.get_world_size(), "" if keep_optimizer else ", ZeRO optimizer state restarts")
     return client_state["step"]
