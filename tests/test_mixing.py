@@ -1,4 +1,5 @@
-"""Stream mixing: batch composition, streams that are never read, skipped streams, Eq. 1 in a real step."""
+"""Stream mixing: batch composition, streams that are never read, skipped streams, Eq. 1 in a real step;
+the worker loop's cooperative stop."""
 
 import copy
 import math
@@ -151,3 +152,25 @@ def test_irm_trains_through_deepspeed_with_each_stream_an_environment(process_gr
         weight, penalty = step["extra"]["irm_penalty_weight"], step["extra"]["irm_penalty"]
         assert penalty > 0
         assert step["loss"] == pytest.approx((erm + weight * penalty) / max(weight, 1.0), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_a_stopped_worker_checkpoints_where_it_stopped_and_the_next_run_resumes_there(process_group, tmp_path: Path):
+    config = tiny_config(max_steps=5, report_every_steps=100, streams={"original": {"batch_size": 4}})
+    factory = MemorySourceFactory({"original": colour_classes(32, CLASSES, SIZE, 0)})
+    asked = []
+
+    def stop_after_two_steps() -> bool:
+        asked.append(1)
+        return len(asked) >= 2
+
+    emitted = []
+    assert run_worker(config, factory, tmp_path, torch.device("cpu"), emitted.append, stop_after_two_steps) == 2
+    assert emitted[0] == {"steps": [], "checkpoint": None, "started": 0}
+    assert [step["step"] for step in emitted[1]["steps"]] == [1, 2]  # reported early, with its checkpoint
+    assert emitted[1]["checkpoint"]["step"] == 2 and (tmp_path / "latest").read_text() == "step_000000002"
+
+    emitted = []
+    assert run_worker(config, factory, tmp_path, torch.device("cpu"), emitted.append) == 5
+    assert emitted[0]["started"] == 2
+    assert [step["step"] for payload in emitted for step in payload["steps"]] == [3, 4, 5]
