@@ -1,5 +1,7 @@
 """Colored Digits data: the palette, the splits and the confounding they carry (no Ray)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,6 +13,8 @@ from cluster.colored_digits.report import ArmRun, summarise_arm, verdict
 from cluster.config import load_config
 from cluster.errors import ConfigError
 from datagen.generators.cvae_digits import digit_strokes, paint
+
+EXPERIMENT_CONFIG = Path(__file__).parent.parent / "configs" / "experiments" / "colored-digits.yaml"
 
 
 def test_palette_ties_two_colours_to_each_class_and_holds_the_rest_out():
@@ -64,12 +68,12 @@ def test_data_is_written_once_and_another_config_is_refused(tmp_path):
 
 
 def test_shipped_config_is_valid_and_bad_arms_are_one_line(tmp_path):
-    experiment = load_config("configs/colored-digits.yaml", model=ExperimentConfig)
+    experiment = load_config(EXPERIMENT_CONFIG, model=ExperimentConfig)
     assert experiment.arms == ["original", "observational", "interventional", "irm"] and len(experiment.seeds) >= 3
     with pytest.raises(ConfigError, match=r"colored-digits.yaml: arms.0 must be one of"):
-        load_config("configs/colored-digits.yaml", ["arms=[baseline]"], model=ExperimentConfig)
+        load_config(EXPERIMENT_CONFIG, ["arms=[baseline]"], model=ExperimentConfig)
     with pytest.raises(ConfigError, match="interventional.kind must be intervention"):
-        load_config("configs/colored-digits.yaml", ["interventional.kind=observational"], model=ExperimentConfig)
+        load_config(EXPERIMENT_CONFIG, ["interventional.kind=observational"], model=ExperimentConfig)
 
 
 def _run(arm: str, seed: int, confounded: float, causal: float) -> ArmRun:

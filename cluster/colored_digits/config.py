@@ -43,7 +43,7 @@ class ExperimentConfig(BaseModel):
     datagen_actors: PositiveInt = Field(default=1, description="generator actors writing the two generated streams")
     batch_size: PositiveInt = Field(default=64, description="images per step; IRM takes half from each colour environment")
     train: TrainConfig = Field(description="the classifier and its optimisation; each arm sets streams, objective and seed")
-    irm: ObjectiveConfig = Field(default_factory=lambda: ObjectiveConfig(name="irm", irm_weight=100.0, irm_anneal_steps=50))
+    irm: ObjectiveConfig = Field(default_factory=lambda: ObjectiveConfig(name="irm", irm_weight=10.0, irm_anneal_steps=50))
 
     @field_validator("arms")
     @classmethod
