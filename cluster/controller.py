@@ -12,6 +12,7 @@ workers checkpoint and return, and training restarts with the new count from tha
 """
 
 import copy
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -31,6 +32,8 @@ from datagen.pool import ActorPool, PoolEvent, PoolReport
 from datagen.units import WorkUnit
 from trainers.callbacks import StartReport, StepReport, TrainCallback, TrainResult
 
+logger = logging.getLogger(__name__)
+
 NAMESPACE = "genint"
 # Requests outlive a driver's short poll; several callers may ask at once.
 _MAX_CONCURRENCY = 8
@@ -39,6 +42,14 @@ _MAX_CONCURRENCY = 8
 def controller_name(job: str) -> str:
     """The Ray actor name of a job's controller (in namespace ``genint``)."""
     return f"genint-controller:{job}"
+
+
+def after_training_run(steps: int, max_steps: int, stopping: bool) -> str:
+    """What the controller does when a training run returns: ``done`` (it reached ``max_steps``),
+    ``stop`` (the job is stopping) or ``restart`` (it was stopped for a rescale: run again from its checkpoint)."""
+    if steps >= max_steps:
+        return "done"
+    return "stop" if stopping else "restart"
 
 
 @dataclass
@@ -210,9 +221,10 @@ class JobController:
             with self._lock:
                 self._status.train.workers = 0
             self.metrics.trainer_workers.labels(job=self.config.name).set(0)
-            # Stopped early and the job is not stopping: a rescale (with this run's count or another).
-            if result.steps >= self.config.train.max_steps or self._stopping.is_set():
+            move = after_training_run(result.steps, self.config.train.max_steps, self._stopping.is_set())
+            if move != "restart":
                 return result, last
+            logger.info("training stopped at step %d for a rescale: restarting from its checkpoint", result.steps)
 
     def _train_progress(self, step: int, max_steps: int) -> None:
         with self._lock:

@@ -1,5 +1,6 @@
 """Connecting to Ray: an embedded local instance by default, or an existing cluster by address."""
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,9 +23,10 @@ def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iter
         if address:
             ray.init(address=address, log_to_driver=True)
         else:
-            # "local": a new instance even when `ray start` left a cluster address in /tmp/ray
-            # (RAY_ADDRESS, as a Ray job's driver has it, still wins).
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True)
+            # A Ray job's driver finds its cluster in RAY_ADDRESS; otherwise "local" starts a new
+            # instance even when `ray start` left a cluster's address in /tmp/ray.
+            embedded = None if os.environ.get("RAY_ADDRESS") else "local"
+            ray.init(address=embedded, num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise ClusterError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {str(error).splitlines()[0]}") from None
     try:

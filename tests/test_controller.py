@@ -12,14 +12,18 @@ from prometheus_client.parser import text_string_to_metric_families
 from ray.util.state import list_actors
 
 from cluster.cli import main
-from cluster.controller import NAMESPACE, controller_name, job_metrics_url, job_status
+from cluster.controller import (
+    NAMESPACE,
+    after_training_run,
+    controller_name,
+    job_metrics_url,
+    job_status,
+)
 from cluster.run import JobResult, run_job
 from datagen.service import planned_samples
 from datagen.units import plan_units
 from shards.manifest import Manifest
 from tests.job_helpers import assert_store_exact, job_assets, tiny_job, wait_for
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +104,14 @@ def _planned(config) -> int:
     return planned_samples(datagen, plan_units(list(range(10)), datagen.strategy.seeds_per_class, datagen.seeds_per_unit))
 
 
+def test_after_a_training_run_the_job_is_done_stops_or_restarts_for_a_rescale():
+    assert after_training_run(10, 10, stopping=False) == "done"
+    assert after_training_run(10, 10, stopping=True) == "done"
+    assert after_training_run(4, 10, stopping=True) == "stop"
+    assert after_training_run(4, 10, stopping=False) == "restart"
+
+
+@pytest.mark.slow
 def test_training_reads_interventional_samples_committed_after_it_started(cluster, assets, tmp_path):
     # Generation starts only once the trainer's workers are up, and every step waits for 4
     # interventional samples: all of them are committed while training runs.
@@ -117,6 +129,7 @@ def test_training_reads_interventional_samples_committed_after_it_started(cluste
     assert_store_exact(config.store_dir)
 
 
+@pytest.mark.slow
 def test_killed_datagen_actor_and_trainer_worker_lose_nothing_and_training_resumes(cluster, assets, tmp_path):
     # Training needs every planned interventional sample (50 steps x 8 = 400), so it cannot end
     # before generation has; the kills land while both run.
@@ -138,6 +151,7 @@ def test_killed_datagen_actor_and_trainer_worker_lose_nothing_and_training_resum
     assert_store_exact(config.store_dir, planned=_planned(config))
 
 
+@pytest.mark.slow
 def test_scale_datagen_and_trainers_of_a_running_job(cluster, assets, tmp_path, capsys):
     # A plan far longer than the test (10,000 images) and a training run stopped by the test.
     config = tiny_job(assets, tmp_path / "out", "scaled", seeds_per_class=500,
@@ -171,6 +185,7 @@ def test_scale_datagen_and_trainers_of_a_running_job(cluster, assets, tmp_path, 
     assert "pool resized to 2 actors" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_scale_of_a_job_that_is_not_running_fails_in_one_line(cluster, capsys):
     assert main(["scale", "nosuchjob", "--datagen", "2"]) == 1
     error = capsys.readouterr().err.strip()
