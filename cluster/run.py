@@ -31,8 +31,9 @@ from shards.verify import verify_store
 from trainers.callbacks import TrainResult
 
 POLL_INTERVAL_S = 0.5
-# How long Ctrl-C waits for the pools' in-flight units and training's checkpoint before killing them.
-STOP_GRACE_S = 120.0
+# How long Ctrl-C waits for training's checkpoint and the pools' in-flight units before killing them
+# (a step blocked on data that no longer comes is not waited for; a rerun resumes from the last checkpoint).
+STOP_GRACE_S = 60.0
 
 
 @dataclass
@@ -88,19 +89,21 @@ def prepare_generation(config: JobConfig, config_hash: str) -> tuple[ActorSettin
 
 def _show(status: JobStatus, bars: dict, add_bar) -> None:
     """Advance the progress board from the controller's status (a bar appears at its first update)."""
-    for pool in status.pools.values():
-        label = f"generate {pool.stream}" if pool.stage == "generate" else f"transfer -> {pool.stream}"
-        if pool.total:
-            bars.setdefault(label, add_bar(label))(pool.done, pool.total)
+    shown = [(f"generate {pool.stream}" if pool.stage == "datagen" else f"transfer -> {pool.stream}", pool.done, pool.total)
+             for pool in status.pools.values() if pool.total]
     if status.train.starts:
-        bars.setdefault("train", add_bar("train"))(status.train.step, status.train.max_steps)
+        shown.append(("train", status.train.step, status.train.max_steps))
+    for label, done, total in shown:
+        if label not in bars:
+            bars[label] = add_bar(label)
+        bars[label](done, total)
 
 
 def _drive(controller, config: JobConfig, add_bar) -> JobOutcome:
     """Run the job on its controller and show its progress until it ends.
 
-    Ctrl-C asks the controller to stop (pools finish their in-flight units, training checkpoints)
-    and waits up to STOP_GRACE_S for that; the controller is killed on the way out in every case,
+    Ctrl-C asks the controller to stop (training checkpoints, then pools finish their in-flight
+    units) and waits up to STOP_GRACE_S for that; the controller is killed on the way out in every case,
     which ends its actors and workers with it.
     """
     running = controller.run.remote()
