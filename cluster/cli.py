@@ -99,7 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     digits = examples.add_parser("digits", help="scikit-learn's digits as an ImageFolder of 32 px PNGs")
     digits.add_argument("dest", type=Path)
     top = commands.add_parser("top", help="live dashboard of a running job's metrics endpoint")
-    top.add_argument("--metrics", required=True, metavar="URL", help="the job's metrics URL, as genint run prints it")
+    top.add_argument("job", nargs="?", help="a running job's name (its controller gives the metrics URL)")
+    top.add_argument("--metrics", metavar="URL", help="the job's metrics URL, as genint run prints it (instead of JOB)")
+    top.add_argument("--address", help="the Ray cluster running JOB (default: the local one)")
     top.add_argument("--interval", type=_positive_seconds, default=2.0, help="seconds between polls (default 2)")
     top.add_argument("--once", action="store_true", help="print one snapshot (two polls one interval apart) and exit")
     add_jobs_commands(commands, _add_config_arguments)
@@ -278,9 +280,12 @@ def _examples_digits(args: argparse.Namespace) -> int:
 
 
 def _top(args: argparse.Namespace) -> int:
+    from cluster.controller import job_metrics_url
     from cluster.top import run_top
 
-    run_top(args.metrics, args.interval, args.once)
+    if (args.job is None) == (args.metrics is None):
+        raise ConfigError("genint top: give a running JOB's name or --metrics URL (one of them)")
+    run_top(args.metrics or job_metrics_url(args.job, args.address), args.interval, args.once)
     return 0
 
 

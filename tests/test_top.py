@@ -168,3 +168,9 @@ def test_cli_unreachable_url_is_one_line_and_exit_1():
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and done.stderr.startswith(f"genint: error: cannot read metrics from {url}")
     assert done.stdout == ""
+
+
+def test_cli_needs_exactly_one_of_job_and_url():
+    for arguments in ([], ["somejob", "--metrics", "http://127.0.0.1:1/metrics"]):
+        done = subprocess.run([str(GENINT), "top", *arguments, "--once"], check=False, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and "JOB's name or --metrics URL" in done.stderr
