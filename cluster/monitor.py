@@ -17,7 +17,7 @@ def pool_recorder(metrics: JobMetrics, job: str, stream: str, pool: str) -> Call
             metrics.shards_committed.labels(job=job, stream=stream, actor=event.writer_id).inc(event.shards)
         elif event.kind == "restart":
             metrics.actor_restarts.labels(job=job, pool=pool).inc()
-        elif event.kind == "resize":
+        elif event.kind == "placement":  # live actors; a resize only sets the target
             metrics.actors.labels(job=job, pool=pool).set(event.actors)
 
     return record

@@ -168,6 +168,9 @@ def test_scale_datagen_and_trainers_of_a_running_job(cluster, assets, tmp_path, 
     metrics = _scrape(job_metrics_url("scaled"))
     assert metrics[("genint_images_generated_total", (("actor", "g1"), ("job", "scaled"), ("stream", "interventional")))] > 0
     assert metrics[("genint_actors", (("job", "scaled"), ("pool", "datagen")))] == 2
+    capsys.readouterr()
+    assert main(["top", "scaled", "--once", "--interval", "0.5"]) == 0  # the URL comes from the controller
+    assert "interventional" in capsys.readouterr().out
 
     before = _status_when(job, "scaled", lambda status: status.train.workers == 1 and status.train.step >= 1,
                           "training with one worker").train.step
