@@ -9,6 +9,7 @@ report is complete, and a rerun reuses every finished stage.
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from cluster.cli import main
@@ -18,7 +19,7 @@ CONFIG = Path(__file__).parent.parent / "configs" / "experiments" / "colored-dig
 SHORT = [
     "seeds=[0]", "generator.epochs=15",
     "observational.seeds_per_class=40", "interventional.seeds_per_class=20",
-    "train.max_steps=60", "train.checkpoint_every_steps=60", "train.report_every_steps=20",
+    "train.max_steps=80", "train.checkpoint_every_steps=80", "train.report_every_steps=20",
 ]
 
 
@@ -26,6 +27,8 @@ def _settings(output_dir: Path) -> list[str]:
     return [argument for setting in [f"output_dir={output_dir}", *SHORT] for argument in ("--set", setting)]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(1800)  # four arms trained twice over (the rerun reuses them): minutes on 2 cores
 def test_short_experiment_shows_the_confounding_and_new_colours_and_reuses_its_stages(tmp_path, capsys):
     output = tmp_path / "run"
     assert main(["experiment", str(CONFIG), *_settings(output)]) == 0
