@@ -19,7 +19,7 @@ CONFIG = Path(__file__).parent.parent / "configs" / "experiments" / "colored-dig
 SHORT = [
     "seeds=[0]", "generator.epochs=15",
     "observational.seeds_per_class=40", "interventional.seeds_per_class=20",
-    "train.max_steps=80", "train.checkpoint_every_steps=80", "train.report_every_steps=20",
+    "train.max_steps=150", "train.checkpoint_every_steps=150", "train.report_every_steps=50",
 ]
 
 

@@ -115,6 +115,18 @@ def test_load_classifier_reads_a_state_dict_file_in_eval_mode(tmp_path: Path):
     assert torch.equal(model(images), trained.eval()(images))
 
 
+def test_small_cnn_builds_fine_tunes_and_loads_like_the_resnets(tmp_path: Path):
+    model = build_model("small_cnn", 10)
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    torch.save(model.state_dict(), tmp_path / "digits.pt")
+    fewer = build_model("small_cnn", 4, str(tmp_path / "digits.pt"))  # a new head, the same features
+    assert fewer.fc.out_features == 4 and torch.equal(fewer.features[0][0].weight, model.features[0][0].weight)
+    loaded = load_classifier(tmp_path / "digits.pt", "small_cnn", 10)
+    assert not loaded.training and torch.equal(loaded.fc.weight, model.fc.weight)
+    with pytest.raises(TrainError, match="torchvision publishes no weights for small_cnn"):
+        build_model("small_cnn", 10, "IMAGENET1K_V1")
+
+
 def test_weights_are_checked_without_downloading(tmp_path: Path):
     check_weights("resnet152", "IMAGENET1K_V2")
     check_weights("resnet50", "ResNet50_Weights.IMAGENET1K_V1")

@@ -66,7 +66,9 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152"] = "resnet152"
+    model: Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "small_cnn"] = Field(
+        default="resnet152", description="a torchvision ResNet, or small_cnn (three conv blocks, for small images)"
+    )
     num_classes: PositiveInt = Field(default=1000, description="classifier outputs")
     pretrained: str | None = Field(
         default=None,

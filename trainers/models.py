@@ -8,8 +8,10 @@ import torchvision
 from torch import nn
 
 from trainers.errors import TrainError
+from trainers.small_cnn import SmallConvNet
 
-ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+TORCHVISION_ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+ARCHITECTURES = (*TORCHVISION_ARCHITECTURES, "small_cnn")
 
 
 def _check_arch(arch: str) -> None:
@@ -31,6 +33,8 @@ def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
 def torchvision_weights(arch: str, name: str) -> torchvision.models.WeightsEnum:
     """Weights published by torchvision for ``arch`` (``IMAGENET1K_V1`` or ``ResNet50_Weights.IMAGENET1K_V2``);
     resolving the name downloads nothing."""
+    if arch not in TORCHVISION_ARCHITECTURES:
+        raise TrainError(f"weights {name!r}: not a local file, and torchvision publishes no weights for {arch}")
     qualified = name if "." in name else f"{torchvision.models.get_model_weights(arch).__name__}.{name}"
     try:
         return torchvision.models.get_weight(qualified)
@@ -64,17 +68,23 @@ def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str, 
         )
 
 
+def _new_model(arch: str, num_classes: int) -> nn.Module:
+    _check_arch(arch)
+    if arch == "small_cnn":
+        return SmallConvNet(num_classes)
+    return torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+
+
 def build_model(arch: str, num_classes: int, pretrained: str | None = None) -> nn.Module:
-    """A torchvision ResNet with ``num_classes`` outputs.
+    """A torchvision ResNet (or the small CNN) with ``num_classes`` outputs.
 
     Args:
-        arch: resnet18 .. resnet152.
+        arch: resnet18 .. resnet152, or small_cnn.
         num_classes: classifier outputs.
         pretrained: None (random init), a local state_dict file, or torchvision weights by name
             (downloaded by torchvision; the classifier head is replaced if the class count differs).
     """
-    _check_arch(arch)
-    model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    model = _new_model(arch, num_classes)
     if pretrained is not None:
         path = Path(pretrained)
         state = _load_state_dict_file(path) if path.is_file() else torchvision_weights(arch, pretrained).get_state_dict(progress=False)
@@ -103,11 +113,10 @@ def load_classifier(path_or_name: str | Path, arch: str, num_classes: int) -> nn
     Args:
         path_or_name: a genint checkpoint directory (DeepSpeed), a state_dict file, or torchvision
             weights by name.
-        arch: resnet18 .. resnet152.
+        arch: resnet18 .. resnet152, or small_cnn.
         num_classes: classifier outputs the weights were trained for.
     """
-    _check_arch(arch)
-    model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
+    model = _new_model(arch, num_classes)
     path = Path(path_or_name)
     if path.is_dir():
         state = {key: value.float() if value.is_floating_point() else value for key, value in _deepspeed_module_state(path).items()}
