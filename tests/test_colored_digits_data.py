@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+from cluster.cli import main
 from cluster.colored_digits.config import DigitsDataConfig, ExperimentConfig
 from cluster.colored_digits.data import NUM_CLASSES, SPLITS, load_palette, make_splits, write_experiment_data
 from cluster.colored_digits.palette import all_colours, background_colours, distance_to_palette, make_palette
 from cluster.colored_digits.report import ArmRun, summarise_arm, verdict
 from cluster.config import load_config
-from cluster.errors import ConfigError
+from cluster.errors import ClusterError, ConfigError
 from datagen.generators.cvae_digits import digit_strokes, paint
 
 EXPERIMENT_CONFIG = Path(__file__).parent.parent / "configs" / "experiments" / "colored-digits.yaml"
@@ -63,7 +64,7 @@ def test_data_is_written_once_and_another_config_is_refused(tmp_path):
     written = (tmp_path / "data" / "palette.json").stat().st_mtime_ns
     write_experiment_data(DigitsDataConfig(), tmp_path / "data")
     assert (tmp_path / "data" / "palette.json").stat().st_mtime_ns == written
-    with pytest.raises(ValueError, match="other settings"):
+    with pytest.raises(ClusterError, match="other settings"):
         write_experiment_data(DigitsDataConfig(seed=5), tmp_path / "data")
 
 
@@ -87,3 +88,12 @@ def test_verdict_says_when_the_interventional_arm_does_not_win():
     assert "does NOT beat" in verdict(arms) and "original data" in verdict(arms)
     arms[1] = summarise_arm("interventional", [_run("interventional", 0, 60.0, 30.0)])
     assert verdict(arms).startswith("interventional CVAE beats")
+
+
+def test_experiment_over_data_of_other_settings_is_one_line_and_keeps_the_data(tmp_path, capsys):
+    write_experiment_data(DigitsDataConfig(), tmp_path / "run" / "data")
+    before = (tmp_path / "run" / "data" / "palette.json").read_bytes()
+    assert main(["experiment", str(EXPERIMENT_CONFIG), "--set", f"output_dir={tmp_path / 'run'}", "--set", "data.seed=5"]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "holds data made with other settings" in error
+    assert (tmp_path / "run" / "data" / "palette.json").read_bytes() == before

@@ -17,6 +17,7 @@ from PIL import Image
 
 from cluster.colored_digits.config import DigitsDataConfig
 from cluster.colored_digits.palette import COLOURS_PER_CLASS, Palette, make_palette
+from cluster.errors import ClusterError
 from datagen.generators.cvae_digits import digit_strokes, paint
 
 NUM_CLASSES = 10
@@ -81,7 +82,8 @@ def write_experiment_data(config: DigitsDataConfig, destination: Path) -> Palett
     if palette_file.exists():
         written = json.loads(palette_file.read_text())
         if written.get("config") != record["config"]:
-            raise ValueError(f"{destination} holds data made with other settings ({written.get('config')}); delete it or use another output_dir")
+            raise ClusterError(f"{destination} holds data made with other settings ({written.get('config')}); "
+                               "run with --fresh or use another output_dir")
         return palette
     temporary = destination.with_name(destination.name + ".tmp")
     shutil.rmtree(temporary, ignore_errors=True)
