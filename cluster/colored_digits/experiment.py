@@ -15,10 +15,10 @@ from cluster.colored_digits.config import ArmName, ExperimentConfig
 from cluster.colored_digits.data import write_experiment_data
 from cluster.colored_digits.jobs import GENERATED_STREAMS, TEST_STREAMS, arm_dir, arm_job, data_dir, data_job
 from cluster.colored_digits.report import ArmRun, ExperimentReport, build_report, write_report
-from cluster.config import JobConfig, config_hash, resolved_yaml
+from cluster.config import JobConfig, config_hash, resolved_yaml, save_resolved
 from cluster.generation import generation_pool, run_pool
 from cluster.local_ray import cluster_has_gpus, ray_session
-from cluster.progress import console, progress_bar
+from cluster.progress import progress_bar
 from cluster.run import prepare_generation, prepare_streams
 from cluster.training import train_job
 from trainers.evaluation import EvalConfig, evaluate
@@ -41,24 +41,32 @@ def _evaluate(job: JobConfig, checkpoint: Path) -> dict[str, float]:
     return {stream: 100 * evaluate(model, "shards", job.store_dir / stream, config).top1 for stream in TEST_STREAMS}
 
 
+def _saved_run(result_file: Path) -> ArmRun | None:
+    """The arm's saved result, or None when there is none or it has another format (then it is redone)."""
+    try:
+        return ArmRun(**json.loads(result_file.read_text()))
+    except (FileNotFoundError, TypeError):
+        return None
+
+
 def _train_arm(experiment: ExperimentConfig, arm: ArmName, seed: int) -> ArmRun:
     """Train and evaluate one arm and seed, or return its saved result when its job is unchanged."""
     job = arm_job(experiment, arm, seed)
     digest = config_hash(job)
     result_file = arm_dir(experiment, arm, seed) / RESULT_FILE
-    if result_file.exists():
-        saved = ArmRun(**json.loads(result_file.read_text()))
-        if saved.job_hash == digest:
-            return saved
+    saved = _saved_run(result_file)
+    if saved is not None and saved.job_hash == digest:
+        return saved
     # A changed job must not resume the old one's checkpoints.
     shutil.rmtree(job.output_dir, ignore_errors=True)
-    job.output_dir.mkdir(parents=True)
-    (job.output_dir / "config.yaml").write_text(resolved_yaml(job))
+    save_resolved(job)
     with progress_bar(f"train {arm} (seed {seed})") as update:
         result, last = train_job(job, update, use_gpu=cluster_has_gpus())
     accuracy = _evaluate(job, result.checkpoint)
     run = ArmRun(arm, seed, accuracy["test_confounded"], accuracy["test_causal"], result.steps, last.loss, str(result.checkpoint), digest)
-    result_file.write_text(json.dumps(asdict(run), indent=1))
+    temporary = result_file.with_name(result_file.name + ".tmp")
+    temporary.write_text(json.dumps(asdict(run), indent=1))
+    temporary.replace(result_file)  # a crash leaves no half-written result to reuse
     return run
 
 
