@@ -12,7 +12,6 @@ import fcntl
 import hashlib
 import os
 import queue
-import re
 import threading
 import time
 from collections import Counter
@@ -25,6 +24,7 @@ import webdataset
 from shards.errors import ShardError
 from shards.index import IndexMember, format_index
 from shards.manifest import Manifest, ManifestRecord
+from shards.names import check_name_part, shard_name
 from shards.sample import encode_sample
 
 TAR_BLOCK_BYTES = 512
@@ -32,12 +32,6 @@ TAR_BLOCK_BYTES = 512
 TAR_END_BYTES = 2 * TAR_BLOCK_BYTES
 TAR_RECORD_BYTES = 20 * TAR_BLOCK_BYTES
 TEMP_SUFFIX = ".tmp"
-_NAME_PART = re.compile(r"^[A-Za-z0-9_]+$")
-
-
-def shard_name(stream: str, writer_id: str, seq: int) -> str:
-    """File stem of a shard: ``<stream>-<writer>-<seq>``."""
-    return f"{stream}-{writer_id}-{seq:06d}"
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -202,9 +196,8 @@ class ShardWriter:
         max_bytes: int = 256 * 2**20,
         on_commit: Callable[[ManifestRecord], None] | None = None,
     ):
-        for label, value in (("stream", stream), ("writer id", writer_id)):
-            if not _NAME_PART.match(value):
-                raise ShardError(f"{label} {value!r} is invalid: use characters from [A-Za-z0-9_]")
+        check_name_part(stream, "stream")
+        check_name_part(writer_id, "writer id")
         if max_samples < 1 or max_bytes < 1:
             raise ShardError(f"max_samples and max_bytes must be >= 1 (got {max_samples}, {max_bytes})")
         self.stream_dir = Path(stream_dir)
