@@ -308,7 +308,24 @@ HANDLERS = {
 }
 
 
+def _one_line(text: str, max_chars: int = 2000) -> str:
+    """``text`` on one line (several problems joined by "; "), capped at ``max_chars``."""
+    line = "; ".join(part.strip() for part in str(text).splitlines() if part.strip())
+    return line if len(line) <= max_chars else line[: max_chars - 3] + "..."
+
+
+def _os_error_line(error: OSError) -> str:
+    """An operating-system failure (permissions, a file where a directory belongs, a full disk)
+    as one line naming the path."""
+    where = f"{error.filename}: " if error.filename else ""
+    also = f" -> {error.filename2}" if error.filename2 else ""
+    return f"{where}{error.strerror or type(error).__name__}{also}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Every failure is one line on stderr: a project error or an operating-system
+    error (a path that cannot be read or written) names what and where, exit 1 (2 for bad config or
+    usage); anything else is a bug, reported as one line asking for a rerun with --debug."""
     args = build_parser().parse_args(argv)
     handler = HANDLERS[(args.command, getattr(args, "action", None))]
     try:
@@ -316,12 +333,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("genint: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except PROJECT_ERRORS as error:
+    except Exception as error:
         if args.debug:
             raise
-        for line in str(error).splitlines():
-            print(f"genint: error: {line}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(error, ConfigError) else EXIT_FAILURE
+        if isinstance(error, PROJECT_ERRORS):
+            print(f"genint: error: {_one_line(error)}", file=sys.stderr)
+            return EXIT_USAGE if isinstance(error, ConfigError) else EXIT_FAILURE
+        if isinstance(error, OSError) and error.strerror:
+            print(f"genint: error: {_one_line(_os_error_line(error))}", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"genint: internal error: {type(error).__name__}: {_one_line(error, 300)} "
+              "(rerun with --debug for the traceback)", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":
