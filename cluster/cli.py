@@ -6,6 +6,7 @@ Exit codes: 0 success, 1 failure (including verify problems), 2 bad config or us
 
 import argparse
 import sys
+import typing
 from pathlib import Path
 
 from cluster.config import config_hash, load_config, resolved_yaml, save_resolved
@@ -20,6 +21,13 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 PROJECT_ERRORS = (ShardError, DatagenError, TrainError, ClusterError)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with usage errors as one line (``genint run: error: ...``), exit 2."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,7 +47,7 @@ def _positive_seconds(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="genint", description="Generative interventions at cluster scale.")
+    parser = _Parser(prog="genint", description="Generative interventions at cluster scale.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
 
