@@ -13,7 +13,9 @@ import pytest
 from PIL import Image
 
 from cluster.cli import main
+from cluster.colored_digits.experiment import ARM_DIR_LAYOUT, RUN_DIR_LAYOUT
 from cluster.colored_digits.report import ARM_TITLES, REPORT_JSON, REPORT_MD, SAMPLES_PNG
+from cluster.run_dirs import foreign_entries
 
 CONFIG = Path(__file__).parent.parent / "configs" / "experiments" / "colored-digits.yaml"
 SHORT = [
@@ -53,6 +55,9 @@ def test_short_experiment_shows_the_confounding_and_new_colours_and_reuses_its_s
 
     results = sorted(output.glob("arms/*/seed0/result.json"))
     assert len(results) == 4
+    # `--fresh` deletes only a run directory holding nothing but the experiment's own layout.
+    assert foreign_entries(output, RUN_DIR_LAYOUT) == []
+    assert all(foreign_entries(result.parent, ARM_DIR_LAYOUT) == [] for result in results)
     written = {path: path.stat().st_mtime_ns for path in results}
     manifests = {path: path.read_bytes() for path in output.glob("shards/*/manifest*")}
     assert main(["experiment", str(CONFIG), *_settings(output)]) == 0  # everything is reused

@@ -7,7 +7,6 @@ Train reading its streams through DALI -> evaluation on both test streams -> the
 """
 
 import json
-import shutil
 from dataclasses import asdict
 from pathlib import Path
 
@@ -20,12 +19,19 @@ from cluster.generation import generation_pool, run_pool
 from cluster.local_ray import cluster_has_gpus, ray_session
 from cluster.progress import progress_bar
 from cluster.run import prepare_generation, prepare_streams
+from cluster.run_dirs import claim_run_dir, remove_run_dir
 from cluster.training import train_job
 from trainers.evaluation import EvalConfig, evaluate
 from trainers.models import load_classifier
 
 RESULT_FILE = "result.json"
 EXPERIMENT_CONFIG_FILE = "experiment.yaml"
+# Every top-level entry the experiment writes in its run directory (temporary names included):
+# `--fresh` deletes the directory only when it holds nothing else.
+RUN_DIR_LAYOUT = (EXPERIMENT_CONFIG_FILE, "config.yaml", "config.sha256", "data", "data.tmp", "shards", "arms",
+                  "generator*", "directions*", "report.*", "samples.png*")
+# An arm's run directory: its job's config, training (checkpoints, Ray Train's storage) and the result.
+ARM_DIR_LAYOUT = ("config.yaml", "config.sha256", "train", f"{RESULT_FILE}*")
 
 
 def _generate_streams(experiment: ExperimentConfig, digest: str) -> None:
@@ -58,7 +64,8 @@ def _train_arm(experiment: ExperimentConfig, arm: ArmName, seed: int) -> ArmRun:
     if saved is not None and saved.job_hash == digest:
         return saved
     # A changed job must not resume the old one's checkpoints.
-    shutil.rmtree(job.output_dir, ignore_errors=True)
+    remove_run_dir(job.output_dir, ARM_DIR_LAYOUT, what=f"arm {arm} (seed {seed})")
+    claim_run_dir(job.output_dir, what=f"arm {arm} (seed {seed})")
     save_resolved(job)
     with progress_bar(f"train {arm} (seed {seed})") as update:
         result, last = train_job(job, update, use_gpu=cluster_has_gpus())
@@ -73,8 +80,8 @@ def _train_arm(experiment: ExperimentConfig, arm: ArmName, seed: int) -> ArmRun:
 def run_experiment(experiment: ExperimentConfig, fresh: bool = False) -> ExperimentReport:
     """Run (or finish) the experiment and write its report; return the report."""
     if fresh:
-        shutil.rmtree(experiment.output_dir, ignore_errors=True)
-    experiment.output_dir.mkdir(parents=True, exist_ok=True)
+        remove_run_dir(experiment.output_dir, RUN_DIR_LAYOUT)
+    claim_run_dir(experiment.output_dir)
     (experiment.output_dir / EXPERIMENT_CONFIG_FILE).write_text(resolved_yaml(experiment))
     palette = write_experiment_data(experiment.data, data_dir(experiment))
     digest = config_hash(data_job(experiment))
