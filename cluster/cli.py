@@ -21,6 +21,9 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 PROJECT_ERRORS = (ShardError, DatagenError, TrainError, ClusterError)
+# Bounds of the numeric flags: far beyond any real use, small enough to refuse a typo.
+MAX_CLASSES = 1_000_000
+MAX_WORKERS = 1024
 
 
 class _Parser(argparse.ArgumentParser):
@@ -44,6 +47,31 @@ def _positive_seconds(text: str) -> float:
     if not seconds > 0:
         raise argparse.ArgumentTypeError(f"must be a number of seconds > 0 (got {text})")
     return seconds
+
+
+def _whole_number(minimum: int, maximum: int):
+    """An argparse type: a whole number in [minimum, maximum]."""
+    def parse(text: str) -> int:
+        if not text.strip().lstrip("-").isdigit() or not minimum <= int(text) <= maximum:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {minimum} to {maximum} (got {text})")
+        return int(text)
+    return parse
+
+
+def _stream_name(text: str) -> str:
+    from shards.names import is_name_part
+
+    if not is_name_part(text):
+        raise argparse.ArgumentTypeError(f"must be 1-100 characters from [A-Za-z0-9_] (got {text[:100]!r}); "
+                                         "it names a directory inside the store")
+    return text
+
+
+def _severities(text: str) -> list[int]:
+    levels = [part.strip() for part in text.split(",")]
+    if not all(level in {"1", "2", "3", "4", "5"} for level in levels):
+        raise argparse.ArgumentTypeError(f"must be comma-separated severities from 1 to 5 (got {text})")
+    return sorted({int(level) for level in levels})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True, type=Path, help="the evaluation set's directory")
     evaluate.add_argument("--config", type=Path, help="the job config (model, classes, normalisation); else the flags below")
     evaluate.add_argument("--arch", default="resnet152", help="model architecture without --config (default resnet152)")
-    evaluate.add_argument("--num-classes", type=int, default=1000, help="classifier outputs without --config (default 1000)")
+    evaluate.add_argument("--num-classes", type=_whole_number(1, MAX_CLASSES), default=1000, help="classifier outputs without --config (default 1000)")
     evaluate.add_argument("--json", type=Path, help="where the results go (default ./eval-SUITE.json)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
 
@@ -86,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("source", type=Path)
     build.add_argument("out", type=Path)
     build.add_argument("--corruptions", default="all", help="comma-separated names, or all (the 15 of ImageNet-C)")
-    build.add_argument("--severities", default="1,2,3,4,5")
-    build.add_argument("--workers", type=int, default=1)
+    build.add_argument("--severities", type=_severities, default=[1, 2, 3, 4, 5], help="comma-separated, from 1 to 5")
+    build.add_argument("--workers", type=_whole_number(1, MAX_WORKERS), default=1)
 
     config = commands.add_parser("config", help="job config tools").add_subparsers(dest="action", required=True)
     _add_config_arguments(config.add_parser("check", help="validate a config and print it resolved"))
@@ -99,9 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = commands.add_parser("prepare", help="ImageFolder tree -> shuffled shards (resumable)")
     prepare.add_argument("source", type=Path, help="ImageFolder root: one folder per class")
     prepare.add_argument("out", type=Path, help="store root; the stream lands in OUT/STREAM")
-    prepare.add_argument("--stream", required=True, help="stream name, e.g. original")
-    prepare.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
-    prepare.add_argument("--workers", type=int, default=1, help="decoding processes (default 1)")
+    prepare.add_argument("--stream", required=True, type=_stream_name, help="stream name, e.g. original")
+    prepare.add_argument("--seed", type=_whole_number(0, 2**63 - 1), default=0, help="shuffle seed (default 0)")
+    prepare.add_argument("--workers", type=_whole_number(1, MAX_WORKERS), default=1, help="decoding processes (default 1)")
 
     examples = commands.add_parser("examples", help="write small example data sets").add_subparsers(dest="action", required=True)
     digits = examples.add_parser("digits", help="scikit-learn's digits as an ImageFolder of 32 px PNGs")
@@ -116,10 +144,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load_job(args: argparse.Namespace):
+    """The command's job config, validated, with its output directories checked (nothing written yet)."""
+    from cluster.run_dirs import check_output_dir
+
+    config = load_config(args.config, args.overrides)
+    check_output_dir(config.output_dir)
+    if config.shards.root is not None:
+        check_output_dir(config.shards.root, "shards.root")
+    return config
+
+
 def _run(args: argparse.Namespace) -> int:
     from cluster.run import run_job
 
-    result = run_job(load_config(args.config, args.overrides))
+    result = run_job(_load_job(args))
     for table in summary_tables(result.streams):
         console.print(table)
     for stream, report in result.generated.items():
@@ -154,9 +193,11 @@ def _datagen(args: argparse.Namespace) -> int:
     )
     from cluster.local_ray import ray_session
 
-    config = load_config(args.config, args.overrides)
-    digest = save_resolved(config)
+    config = _load_job(args)
+    # Every input is checked (weights, directions, strategy, classes) before the config is saved.
+    digest = config_hash(config)
     settings, units = plan_job_generation(config, digest)
+    save_resolved(config)
     with ray_session(args.address):
         with progress_bar(f"generate {config.datagen.stream}") as update:
             report = run_pool(generation_pool(config, settings, units, update))
@@ -176,7 +217,7 @@ def _train(args: argparse.Namespace) -> int:
     from trainers.ray_train import check_train_config
     from trainers.shard_sources import with_epoch_length
 
-    config = load_config(args.config, args.overrides)
+    config = _load_job(args)
     check_streams_committed(config)
     check_train_config(with_epoch_length(config.train, config.store_dir), config.train.workers)
     save_resolved(config)
@@ -192,7 +233,7 @@ def _train(args: argparse.Namespace) -> int:
 def _directions(args: argparse.Namespace) -> int:
     from cluster.generation import compute_job_directions
 
-    path, directions = compute_job_directions(load_config(args.config, args.overrides))
+    path, directions = compute_job_directions(_load_job(args))
     top = ", ".join(f"{ratio:.3f}" for ratio in directions.var_ratio[:5])
     console.print(f"directions: {directions.lat_comp.shape[0]} components of {directions.generator_id} "
                   f"(variance ratio of the top 5: {top}) -> {path}, sha256 {directions.content_hash[:12]}")
@@ -202,22 +243,43 @@ def _directions(args: argparse.Namespace) -> int:
 def _generator_train(args: argparse.Namespace) -> int:
     from cluster.generation import train_generator
 
-    path = train_generator(load_config(args.config, args.overrides))
+    path = train_generator(_load_job(args))
     console.print(f"generator: trained CVAE saved to {path}")
     return 0
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from datagen.generators.loading import pick_device
-    from trainers.evaluation import EvalConfig, evaluate, format_table, write_json
-    from trainers.models import load_classifier
+def _eval_device(name: str):
+    """The ``--device`` flag as a torch device; a usage error when it names none this machine has."""
+    import torch
 
+    from datagen.generators.loading import pick_device
+
+    try:
+        device = pick_device(name)
+    except RuntimeError:
+        raise ConfigError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {name!r}: choose auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
+        raise ConfigError(f"--device {name!r}: no such CUDA device is visible here ({torch.cuda.device_count()} found)")
+    return device
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from trainers.evaluation import SUITES, EvalConfig, evaluate, format_table, write_json
+    from trainers.models import ARCHITECTURES, load_classifier
+
+    if args.suite not in SUITES:
+        raise ConfigError(f"--suite {args.suite!r}: choose one of {', '.join(SUITES)}")
     arch, num_classes, eval_config = args.arch, args.num_classes, EvalConfig()
     if args.config:
         train = load_config(args.config).train
         arch, num_classes, eval_config = train.model, train.num_classes, EvalConfig(loader=train.data)
+    elif arch not in ARCHITECTURES:
+        raise ConfigError(f"--arch {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
+    device = _eval_device(args.device)
     model = load_classifier(args.checkpoint, arch, num_classes)
-    result = evaluate(model, args.suite, args.data, eval_config, pick_device(args.device))
+    result = evaluate(model, args.suite, args.data, eval_config, device)
     console.print(format_table(result))
     destination = args.json or Path(f"eval-{args.suite}.json")
     write_json(result, destination)
@@ -228,9 +290,12 @@ def _eval(args: argparse.Namespace) -> int:
 def _imagenet_c_build(args: argparse.Namespace) -> int:
     from trainers.evaluation import build_corrupted_set, corruption_names
 
-    corruptions = corruption_names()[:15] if args.corruptions == "all" else args.corruptions.split(",")
-    severities = [int(level) for level in args.severities.split(",")]
-    report = build_corrupted_set(args.source, args.out, corruptions, severities, workers=args.workers)
+    known = corruption_names()
+    corruptions = known[:15] if args.corruptions == "all" else [name.strip() for name in args.corruptions.split(",")]
+    unknown = [name for name in corruptions if name not in known]
+    if unknown:
+        raise ConfigError(f"--corruptions: unknown {', '.join(unknown)} (choose from all, {', '.join(known)})")
+    report = build_corrupted_set(args.source, args.out, corruptions, args.severities, workers=args.workers)
     console.print(f"imagenet-c: {report.written} images written ({report.already_present} already there) "
                   f"from {report.images} source images -> {args.out}")
     return 0

@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from cluster.errors import ClusterError
+from cluster.errors import ClusterError, ConfigError
 
 MARKER_FILE = ".genint-run"
 _MARKER_TEXT = "genint run directory: genint may delete this directory (e.g. `genint experiment --fresh`)"
@@ -25,6 +25,21 @@ def _has_marker(directory: Path) -> bool:
     return marker.is_file() and not marker.is_symlink()
 
 
+def check_output_dir(directory: Path, what: str = "output_dir") -> None:
+    """Fail now, having written nothing, when ``directory`` cannot become a directory genint writes in.
+
+    Raises:
+        ConfigError: it, or the nearest part of its path that exists, is a file, or that part is not writable.
+    """
+    directory = Path(directory)
+    existing = next(path for path in (directory, *directory.absolute().parents) if path.exists())
+    if not existing.is_dir():
+        where = "" if existing == directory else f" ({existing} is)"
+        raise ConfigError(f"{what} {directory}: is a file, not a directory{where}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what} {directory}: {existing} is not writable")
+
+
 def claim_run_dir(directory: Path, what: str = "output_dir") -> Path:
     """Create ``directory`` as a genint run directory, or accept one genint marked before.
 
@@ -34,12 +49,12 @@ def claim_run_dir(directory: Path, what: str = "output_dir") -> Path:
     Returns:
         The directory.
     Raises:
-        ClusterError: it is a file, or an existing directory with files but no marker (a
-        directory genint did not create: reusing it would later let genint delete them).
+        ConfigError: it is a file or not writable (``check_output_dir``).
+        ClusterError: an existing directory with files but no marker (a directory genint did not
+        create: reusing it would later let genint delete them).
     """
     directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise ClusterError(f"{what} {directory}: is a file, not a directory")
+    check_output_dir(directory, what)
     if directory.is_dir() and not _has_marker(directory):
         entries = sorted(entry.name for entry in directory.iterdir())
         if entries:
