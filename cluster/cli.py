@@ -346,7 +346,9 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def _examples_digits(args: argparse.Namespace) -> int:
     from cluster.examples import write_digits_imagefolder
+    from cluster.run_dirs import check_output_dir
 
+    check_output_dir(args.dest, "examples digits DEST")
     written = write_digits_imagefolder(args.dest)
     print(f"examples: wrote {written} digit images to {args.dest}")
     return 0

@@ -32,7 +32,7 @@ def check_output_dir(directory: Path, what: str = "output_dir") -> None:
         ConfigError: it, or the nearest part of its path that exists, is a file, or that part is not writable.
     """
     directory = Path(directory)
-    existing = next(path for path in (directory, *directory.absolute().parents) if path.exists())
+    existing = next(path for path in (directory, *directory.parents) if path.exists())
     if not existing.is_dir():
         where = "" if existing == directory else f" ({existing} is)"
         raise ConfigError(f"{what} {directory}: is a file, not a directory{where}")
