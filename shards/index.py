@@ -6,6 +6,7 @@ archive order, ``<ext> <data offset> <size> <member name>``.
 
 from dataclasses import dataclass
 
+from shards.errors import ShardError
 from shards.sample import split_member_name
 
 INDEX_VERSION = "v1.2"
@@ -45,3 +46,31 @@ def format_index(samples: list[list[IndexMember]]) -> str:
     for sample in samples:
         lines.append(" ".join(f"{m.extension} {m.offset} {m.size} {m.name}" for m in sample))
     return "\n".join(lines) + "\n"
+
+
+def parse_index(text: str, where: str) -> list[list[IndexMember]]:
+    """Members grouped by sample from an index file's text (the inverse of ``format_index``).
+
+    Args:
+        text: the file's content.
+        where: the file, for messages.
+
+    Raises:
+        ShardError: naming ``where`` and the line that is not in the index format.
+    """
+    lines = text.splitlines()
+    header = lines[0].split() if lines else []
+    if len(header) != 2 or header[0] != INDEX_VERSION or not header[1].isdigit():
+        raise ShardError(f"{where}: not a DALI index (first line must be '{INDEX_VERSION} <samples>')")
+    if int(header[1]) != len(lines) - 1:
+        raise ShardError(f"{where}: header says {header[1]} samples, the index lists {len(lines) - 1}")
+    samples = []
+    for number, line in enumerate(lines[1:], 2):
+        parts = line.split()
+        if not parts or len(parts) % 4 or not all(value.isdigit() for value in parts[1::4] + parts[2::4]):
+            raise ShardError(f"{where}:{number}: not an index line ('<ext> <offset> <size> <member name>' per member)")
+        members = [IndexMember(parts[i + 3], int(parts[i + 1]), int(parts[i + 2])) for i in range(0, len(parts), 4)]
+        if any(member.extension != parts[i * 4] for i, member in enumerate(members)):
+            raise ShardError(f"{where}:{number}: a member's extension does not match its name")
+        samples.append(members)
+    return samples

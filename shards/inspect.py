@@ -1,16 +1,20 @@
 """``genint shards inspect``: what a store holds, per stream.
 
 Counts and class histograms come from the manifest; the provenance summary reads only the
-``json`` members of the committed shards.
+``json`` members of the committed shards. A shard that readers would refuse (see
+``shards.reader.check_shard``) or a ``json`` member that is not a JSON object is a one-line error.
 """
 
 import json
-import tarfile
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shards.reader import committed_shards, stream_dirs
+from shards.errors import StoreFileError
+from shards.files import open_regular
+from shards.manifest import ManifestRecord
+from shards.reader import committed_shards, iter_members, stream_dirs
 
 # Per-sample fields such as a source path have as many values as samples; stop tracking new
 # values past this many so inspect stays in bounded memory on ImageNet-sized streams.
@@ -54,11 +58,18 @@ class StreamSummary:
     provenance: dict[str, FieldSummary]
 
 
-def _provenance_records(tar_path: Path):
-    with tarfile.open(tar_path, mode="r:") as archive:
-        for member in archive:
-            if member.isreg() and member.name.endswith(".json"):
-                yield json.loads(archive.extractfile(member).read())
+def _provenance_records(tar_path: Path, record: ManifestRecord) -> Iterator[dict]:
+    """The ``json`` member of every sample, parsed (never more than the manifest's bytes read)."""
+    with open_regular(tar_path, "shard") as handle:
+        for member, data in iter_members(handle, tar_path, record.bytes, select=lambda name: name.endswith(".json")):
+            try:
+                entry = json.loads(data)
+            except (ValueError, RecursionError) as error:
+                raise StoreFileError(tar_path, f"member {member.name} is not valid JSON ({type(error).__name__}: "
+                                               f"{str(error)[:200]})") from None
+            if not isinstance(entry, dict):
+                raise StoreFileError(tar_path, f"member {member.name} is not a JSON object (got {type(entry).__name__})")
+            yield entry
 
 
 def summarize_stream(stream_dir: Path) -> StreamSummary:
@@ -68,7 +79,7 @@ def summarize_stream(stream_dir: Path) -> StreamSummary:
     provenance: dict[str, FieldSummary] = defaultdict(FieldSummary)
     for tar_path, record in shards:
         class_counts.update(record.class_counts)
-        for entry in _provenance_records(tar_path):
+        for entry in _provenance_records(tar_path, record):
             for name, value in entry.items():
                 provenance[name].add(value)
     return StreamSummary(

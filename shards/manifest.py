@@ -7,6 +7,7 @@ exclusive ``flock`` and issue a single ``write`` on an ``O_APPEND`` descriptor f
 
 import fcntl
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -14,12 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shards.errors import ManifestError
+from shards.files import open_regular
+from shards.names import MAX_NAME_CHARS, shard_file_parts
 
 MANIFEST_NAME = "manifest.jsonl"
 MANIFEST_VERSION = 1
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 class ManifestRecord(BaseModel):
@@ -46,6 +50,31 @@ class ManifestRecord(BaseModel):
     config_hash: str
     time: float
 
+    @model_validator(mode="after")
+    def _check_shard_fields(self) -> "ManifestRecord":
+        """A shard line names a shard file of this store, consistent with its own fields.
+
+        The name is joined to the stream directory and opened by every reader, so it must be one
+        the writer makes: never a path, a URL or ``pipe:...`` (which webdataset would run).
+        """
+        if self.kind == "units":
+            if self.name is not None:
+                raise ValueError("a units line names no shard")
+            return self
+        if self.name is None:
+            raise ValueError("a shard line needs the shard's name")
+        parts = shard_file_parts(self.name)
+        if parts is None:
+            raise ValueError(f"shard name {self.name[:MAX_NAME_CHARS]!r} is not a shard file of the store "
+                             "(<stream>-<writer>-<seq>.tar, each part from [A-Za-z0-9_])")
+        if parts[1:] != (self.writer, self.seq):
+            raise ValueError(f"shard name {self.name!r} does not match the line's writer {self.writer!r} and seq {self.seq}")
+        if self.sha256 is None or not _SHA256.fullmatch(self.sha256):
+            raise ValueError("a shard line needs the shard's sha256 (64 lowercase hex digits)")
+        if sum(self.class_counts.values()) != self.samples:
+            raise ValueError(f"class counts add up to {sum(self.class_counts.values())}, the line says {self.samples} samples")
+        return self
+
     def to_line(self) -> bytes:
         return (self.model_dump_json() + "\n").encode("utf-8")
 
@@ -57,7 +86,8 @@ def parse_line(line: bytes, where: str) -> ManifestRecord:
     except ValidationError as error:
         first = error.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "line"
-        raise ManifestError(f"{where}: bad manifest line ({field}: {first['msg']})") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise ManifestError(f"{where}: bad manifest line ({field}: {message})") from None
 
 
 def read_complete_lines(path: Path, offset: int) -> tuple[list[bytes], int]:
@@ -66,12 +96,11 @@ def read_complete_lines(path: Path, offset: int) -> tuple[list[bytes], int]:
     Returns:
         The complete lines and the offset just past the last complete line.
     """
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return [], offset
+    with open_regular(path, "manifest") as handle:
+        handle.seek(offset)
+        data = handle.read()
     end = data.rfind(b"\n") + 1
     return data[:end].splitlines(), offset + end
 
@@ -136,8 +165,12 @@ class ManifestFollower:
 
     def poll(self) -> list[ManifestRecord]:
         """Shard records committed since the last poll."""
-        lines, self.offset = read_complete_lines(self.manifest.path, self.offset)
-        records = [parse_line(line, str(self.manifest.path)) for line in lines]
+        lines, end = read_complete_lines(self.manifest.path, self.offset)
+        records, start = [], self.offset
+        for line in lines:
+            records.append(parse_line(line, f"{self.manifest.path} (line at byte {start})"))
+            start += len(line) + 1
+        self.offset = end  # only past lines that parsed: a bad line is reported again, never skipped
         return [record for record in records if record.kind == "shard"]
 
     def follow(

@@ -40,6 +40,21 @@ def shard_name(stream: str, writer_id: str, seq: int) -> str:
     return f"{stream}-{writer_id}-{seq:0{SEQ_DIGITS}d}"
 
 
+def shard_file_parts(name: object) -> tuple[str, str, int] | None:
+    """(stream, writer id, seq) of a shard file name the store writes, or None if ``name`` is not one."""
+    if not isinstance(name, str) or len(name) > 3 * MAX_NAME_CHARS:
+        return None
+    match = _SHARD_FILE.fullmatch(name)
+    if match is None or not (is_name_part(match[1]) and is_name_part(match[2])):
+        return None
+    return match[1], match[2], int(match[3])
+
+
 def is_shard_file_name(name: object) -> bool:
     """True if ``name`` is a shard file name the store itself writes (``<stream>-<writer>-<seq>.tar``)."""
-    return isinstance(name, str) and len(name) <= 3 * MAX_NAME_CHARS and _SHARD_FILE.fullmatch(name) is not None
+    return shard_file_parts(name) is not None
+
+
+def index_file_name(shard_file: str) -> str:
+    """The DALI index file that belongs to a shard file (``<stem>.idx``)."""
+    return shard_file.removesuffix(".tar") + ".idx"

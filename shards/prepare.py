@@ -3,13 +3,16 @@
 The file list is shuffled with a seed and cut into work units; rerunning after a crash skips
 the units the manifest marks done and resumes a partly committed unit after its committed
 samples, so the result has no duplicates and no gaps. Every image is fully decoded once:
-unreadable files are skipped and listed in ``prepare-skipped.jsonl``, never fatal.
+unreadable files are skipped and listed in ``prepare-skipped.jsonl`` (a source with no readable
+image at all is refused, and nothing is written). Every input is checked before the first write:
+the stream name, the output (outside the source tree), the source listing and a previous plan.
 """
 
 import hashlib
 import io
 import json
 import multiprocessing
+import os
 import random
 import re
 from collections.abc import Callable
@@ -17,12 +20,15 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from PIL import Image
 
 from shards.classes import class_indices
 from shards.errors import ShardError
+from shards.files import open_regular, read_regular, write_durably
 from shards.manifest import Manifest
+from shards.names import check_name_part
 from shards.sample import MAX_KEY_CHARS
 from shards.writer import ShardWriter
 
@@ -31,6 +37,7 @@ PLAN_FILE = "prepare.json"
 CLASSES_FILE = "classes.json"
 SKIPPED_FILE = "prepare-skipped.jsonl"
 WRITER_ID = "prepare"
+MAX_PLAN_BYTES = 2**20
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -76,20 +83,36 @@ def _sample_key(relative_path: str, taken: set[str]) -> str:
     return key
 
 
+def _raise_unreadable(error: OSError) -> None:
+    raise ShardError(f"{error.filename}: cannot read the source ({error.strerror})")
+
+
+def _image_paths(folder: Path) -> list[Path]:
+    """Image files under ``folder`` (recursively, sorted); a directory that cannot be listed is an error."""
+    found = []
+    for directory, _, names in os.walk(folder, onerror=_raise_unreadable):
+        found += [Path(directory, name) for name in names if Path(name).suffix.lower() in IMAGE_SUFFIXES]
+    return sorted(path for path in found if path.is_file())
+
+
 def plan_images(source: Path, seed: int) -> tuple[list[SourceImage], dict[str, int]]:
-    """List the tree's images in a seeded shuffled order, with their class indices."""
+    """List the tree's images in a seeded shuffled order, with their class indices.
+
+    Raises:
+        ShardError: if ``source`` is not a readable directory, has no class folders or no images.
+    """
     if not source.is_dir():
         raise ShardError(f"{source}: source is not a directory")
-    folders = sorted(path.name for path in source.iterdir() if path.is_dir())
+    try:
+        folders = sorted(path.name for path in source.iterdir() if path.is_dir())
+    except OSError as error:
+        raise ShardError(f"{source}: cannot read the source ({error.strerror})") from None
     if not folders:
         raise ShardError(f"{source}: no class folders (expected one subdirectory per class)")
     classes = class_indices(folders)
-    files = [
-        (folder, path.relative_to(source).as_posix())
-        for folder in folders
-        for path in sorted((source / folder).rglob("*"))
-        if path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
-    ]
+    files = [(folder, path.relative_to(source).as_posix()) for folder in folders for path in _image_paths(source / folder)]
+    if not files:
+        raise ShardError(f"{source}: no image files in its class folders (suffixes: {', '.join(sorted(IMAGE_SUFFIXES))})")
     random.Random(seed).shuffle(files)
     taken: set[str] = set()
     images = [SourceImage(relative, folder, classes[folder], _sample_key(relative, taken)) for folder, relative in files]
@@ -114,18 +137,95 @@ def load_image(path: Path) -> LoadedImage:
 
 
 def _check_plan(stream_dir: Path, plan: dict) -> None:
-    """Refuse to resume into a stream that was prepared from a different source or seed."""
+    """Refuse to resume into a stream that was prepared from a different source or seed (reads only)."""
     path = stream_dir / PLAN_FILE
-    if path.exists():
-        previous = json.loads(path.read_text())
-        if previous != plan:
-            raise ShardError(
-                f"{stream_dir}: already prepared with {previous}, now asked for {plan}; "
-                "use a new output directory or the same source and seed"
-            )
-    else:
-        stream_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(plan, indent=1) + "\n")
+    if not os.path.lexists(path):
+        return
+    try:
+        previous = json.loads(read_regular(path, "prepare plan", MAX_PLAN_BYTES))
+    except (ValueError, RecursionError) as error:
+        raise ShardError(f"{path}: corrupt prepare plan ({type(error).__name__}); it records the source and seed the "
+                         "stream was prepared from: restore it, or prepare into a new output directory") from None
+    if previous != plan:
+        raise ShardError(
+            f"{stream_dir}: already prepared with {str(previous)[:500]}, now asked for {plan}; "
+            "use a new output directory or the same source and seed"
+        )
+
+
+def _check_output(source: Path, out: Path, stream_dir: Path) -> None:
+    """The output is a directory (or can become one) outside the source tree.
+
+    Inside the source, the stream directory would be read as a class folder on the next run.
+    """
+    if out.exists() and not out.is_dir():
+        raise ShardError(f"{out}: output is not a directory")
+    if stream_dir.resolve().is_relative_to(source.resolve()):
+        raise ShardError(f"{stream_dir}: the output is inside the source tree {source} (it would be read as "
+                         "a class folder next time); prepare into a directory outside it")
+
+
+class _StreamOutput:
+    """What prepare writes into the stream directory, created at the first sample to commit.
+
+    Until then skipped files and finished units wait in memory, so a source whose every image is
+    unreadable leaves nothing behind. Once open: the plan (kept if present), the class list, the
+    shard writer and the skipped-files log, in that order.
+    """
+
+    def __init__(self, stream_dir: Path, plan: dict, classes: dict[str, int], writer_args: tuple):
+        self.stream_dir, self.plan, self.classes, self.writer_args = stream_dir, plan, classes, writer_args
+        self.writer: ShardWriter | None = None
+        self.skipped_log: TextIO | None = None
+        self.pending_skipped: list[dict[str, str]] = []
+        self.pending_units: list[str] = []
+
+    def open(self) -> None:
+        if self.writer is not None:
+            return
+        try:
+            self.stream_dir.mkdir(parents=True, exist_ok=True)
+            if not (self.stream_dir / PLAN_FILE).exists():
+                write_durably(self.stream_dir / PLAN_FILE, (json.dumps(self.plan, indent=1) + "\n").encode())
+            write_durably(self.stream_dir / CLASSES_FILE, (json.dumps(self.classes, indent=1) + "\n").encode())
+            self.writer = ShardWriter(self.stream_dir, *self.writer_args)
+            self.skipped_log = open(self.stream_dir / SKIPPED_FILE, "a")
+        except OSError as error:
+            raise ShardError(f"{error.filename or self.stream_dir}: cannot write the prepared stream ({error.strerror})") from None
+        for unit in self.pending_units:
+            self.writer.end_unit(unit)
+        for entry in self.pending_skipped:
+            self.skip(entry)
+        self.pending_units, self.pending_skipped = [], []
+
+    @property
+    def pending(self) -> bool:
+        return bool(self.pending_units or self.pending_skipped)
+
+    def skip(self, entry: dict[str, str]) -> None:
+        if self.skipped_log is None:
+            self.pending_skipped.append(entry)
+        else:
+            self.skipped_log.write(json.dumps(entry) + "\n")
+
+    def write(self, sample: dict, unit: str) -> None:
+        self.open()
+        self.writer.write(sample, unit=unit)
+
+    def end_unit(self, unit: str) -> None:
+        if self.writer is None:
+            self.pending_units.append(unit)
+        else:
+            self.writer.end_unit(unit)
+
+    def __enter__(self) -> "_StreamOutput":
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
+        if self.skipped_log is not None:
+            self.skipped_log.close()
+        if self.writer is not None:
+            self.writer.__exit__(exc_type, exc_value, traceback)
 
 
 def _decoding_pool(workers: int) -> ProcessPoolExecutor | nullcontext:
@@ -167,16 +267,19 @@ def prepare_imagefolder(
     Returns:
         A PrepareReport.
     """
-    source, stream_dir = Path(source), Path(out) / stream
+    check_name_part(stream, "stream")
+    source, out = Path(source), Path(out)
+    stream_dir = out / stream
+    _check_output(source, out, stream_dir)
     images, classes = plan_images(source, seed)
     listing_hash = hashlib.sha256("\n".join(image.relative_path for image in images).encode()).hexdigest()
     plan = {"source": str(source.resolve()), "seed": seed, "unit_size": unit_size, "files_sha256": listing_hash}
     _check_plan(stream_dir, plan)
-    (stream_dir / CLASSES_FILE).write_text(json.dumps(classes, indent=1) + "\n")
     config_hash = config_hash or hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:16]
     units = [images[start : start + unit_size] for start in range(0, len(images), unit_size)]
     progress = Manifest(stream_dir).unit_progress()
     written = already = handled = 0
+    first_error = ""
 
     def advance(count: int) -> None:
         nonlocal handled
@@ -184,11 +287,8 @@ def prepare_imagefolder(
         if on_progress:
             on_progress(handled, len(images))
 
-    with (
-        ShardWriter(stream_dir, stream, WRITER_ID, config_hash, max_samples, max_bytes) as writer,
-        open(stream_dir / SKIPPED_FILE, "a") as skipped_log,
-        _decoding_pool(workers) as pool,
-    ):
+    writer_args = (stream, WRITER_ID, config_hash, max_samples, max_bytes)
+    with _StreamOutput(stream_dir, plan, classes, writer_args) as output, _decoding_pool(workers) as pool:
         for number, unit in enumerate(units):
             unit_id = f"unit{number:06d}"
             state = progress.get(unit_id)
@@ -203,25 +303,39 @@ def prepare_imagefolder(
             for image, result in zip(unit, loaded):
                 advance(1)
                 if result.error:
-                    skipped_log.write(json.dumps({"path": image.relative_path, "error": result.error}) + "\n")
+                    first_error = first_error or f"{image.relative_path}: {result.error}"
+                    output.skip({"path": image.relative_path, "error": result.error})
                     continue
                 if to_skip:
                     to_skip -= 1
                     continue
                 provenance = {"stream": stream, "source": image.relative_path, "class": image.class_index, "class_name": image.class_name}
-                writer.write({"__key__": image.key, result.extension: result.data, "cls": image.class_index, "json": provenance}, unit=unit_id)
+                output.write({"__key__": image.key, result.extension: result.data, "cls": image.class_index, "json": provenance}, unit_id)
                 written += 1
-            writer.end_unit(unit_id)
+            output.end_unit(unit_id)
+        if written + already == 0:
+            raise ShardError(f"{source}: none of its {len(images)} image files could be read (first: {first_error[:300]}); "
+                             f"nothing was committed to {stream_dir}")
+        if output.pending:
+            output.open()  # records the units finished without a new sample, and their skipped files
     return PrepareReport(written, already, read_skipped(stream_dir), len(units), classes)
 
 
 def read_skipped(stream_dir: Path) -> list[dict[str, str]]:
-    """Files prepare could not read, once each (a resumed unit may list a file twice)."""
+    """Files prepare could not read, once each (a resumed unit may list a file twice).
+
+    Raises:
+        ShardError: naming the log's line that is not a skipped-file record.
+    """
     path = Path(stream_dir) / SKIPPED_FILE
-    if not path.exists():
+    if not os.path.lexists(path):
         return []
     unique = {}
-    for line in path.read_text().splitlines():
-        entry = json.loads(line)
-        unique.setdefault(entry["path"], entry)
+    with open_regular(path, "skipped-files log") as handle:
+        for number, line in enumerate(handle, 1):
+            try:
+                entry = json.loads(line)
+                unique.setdefault(entry["path"], {"path": str(entry["path"]), "error": str(entry["error"])})
+            except (ValueError, TypeError, KeyError):
+                raise ShardError(f"{path}:{number}: not a skipped-file record ({{\"path\": ..., \"error\": ...}})") from None
     return list(unique.values())

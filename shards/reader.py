@@ -1,48 +1,220 @@
-"""Reading committed data: shard lists from manifests and raw samples through webdataset.
+"""Reading committed data: shard lists from manifests, raw samples through webdataset.
+
+Every reader goes through ``committed_shards`` (or ``check_committed_shards`` where a damaged
+shard is skipped and counted), which applies cheap versions of ``verify``'s checks to each
+manifest line before anything reads the shard: the tar and its index are regular files in the
+stream directory, the tar has the manifest's size and starts with a tar header, and the index
+lists the manifest's samples, inside the tar, following the sample contract, with no key repeated
+across the stream. Only ``verify`` hashes.
 
 Samples come back as raw bytes; nothing here decodes, so no pickle is ever loaded from a shard.
+Readers open files themselves and hand webdataset the open streams, never a name: webdataset's
+``gopen`` reads ``pipe:...`` as a shell command and other schemes as URLs.
 """
 
+import os
+import tarfile
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import webdataset
+from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from shards.errors import ShardError
+from shards.errors import SampleError, ShardError, StoreFileError
+from shards.files import open_regular, read_regular
+from shards.index import IndexMember, parse_index
 from shards.manifest import MANIFEST_NAME, Manifest, ManifestRecord
+from shards.names import index_file_name, is_shard_file_name
+from shards.sample import check_fields, check_key
+
+TAR_BLOCK_BYTES = 512
+# An index line per sample is far shorter than the sample's tar members (a 512-byte header each).
+MIN_INDEX_LIMIT_BYTES = 2**16
+
+
+@dataclass(frozen=True)
+class DamagedShard:
+    """A committed shard a reader must not read, and why (one line naming the file)."""
+
+    path: Path
+    record: ManifestRecord
+    reason: str
 
 
 def stream_dirs(root: Path) -> list[Path]:
     """The stream directories under ``root``: itself if it has a manifest, else its children that do.
 
     Raises:
-        ShardError: if ``root`` is not a directory or holds no manifest.
+        ShardError: if ``root`` is not a readable directory or holds no manifest.
     """
     root = Path(root)
     if not root.is_dir():
         raise ShardError(f"{root}: not a directory")
-    if (root / MANIFEST_NAME).exists():
-        return [root]
-    found = sorted(child for child in root.iterdir() if (child / MANIFEST_NAME).exists())
+    try:
+        if os.path.lexists(root / MANIFEST_NAME):
+            return [root]
+        found = sorted(child for child in root.iterdir() if os.path.lexists(child / MANIFEST_NAME))
+    except OSError as error:
+        raise ShardError(f"{root}: cannot list the store ({error.strerror})") from None
     if not found:
         raise ShardError(f"{root}: no {MANIFEST_NAME} here or in its subdirectories")
     return found
 
 
+def _check_index(samples: list[list[IndexMember]], record: ManifestRecord, tar_bytes: int, where: Path) -> None:
+    if len(samples) != record.samples:
+        raise StoreFileError(where, f"lists {len(samples)} samples, the manifest says {record.samples}")
+    for number, members in enumerate(samples, 2):
+        key = members[0].key
+        try:
+            check_key(key)
+            check_fields(key, [member.extension for member in members])
+        except SampleError as error:
+            raise StoreFileError(where, f"line {number}: {error}") from None
+        for member in members:
+            if member.key != key:
+                raise StoreFileError(where, f"line {number}: members of two keys ({key!r}, {member.key!r}) on one line")
+            if member.offset < TAR_BLOCK_BYTES or member.offset + member.size > tar_bytes:
+                raise StoreFileError(where, f"line {number}: member {member.name} lies outside the {tar_bytes}-byte tar")
+
+
+def _check_first_header(block: bytes, samples: list[list[IndexMember]], path: Path) -> None:
+    """The tar starts with the header of the index's first member (so it is an uncompressed tar)."""
+    if not samples:
+        return
+    try:
+        header = tarfile.TarInfo.frombuf(block, tarfile.ENCODING, "surrogateescape")
+    except tarfile.HeaderError:
+        raise StoreFileError(path, "does not start with a tar header (not a tar file, or compressed)") from None
+    first = samples[0][0]
+    if (header.name, header.size) != (first.name, first.size) or first.offset != TAR_BLOCK_BYTES:
+        raise StoreFileError(path, f"first member is {header.name!r} ({header.size} bytes), its index says "
+                                   f"{first.name!r} ({first.size} bytes) at byte {first.offset}")
+
+
+def check_shard(path: Path, record: ManifestRecord) -> list[list[IndexMember]]:
+    """Cheap checks that a committed shard is what its manifest line says (see the module docstring).
+
+    Args:
+        path: the shard's tar, inside its stream directory.
+        record: its manifest line.
+
+    Returns:
+        The shard's index, members grouped by sample.
+
+    Raises:
+        StoreFileError: naming the tar or index file and the problem.
+    """
+    with open_regular(path, "shard") as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size != record.bytes:
+            raise StoreFileError(path, f"shard is {size} bytes, the manifest says {record.bytes} "
+                                       "(truncated or replaced; run genint shards verify)")
+        first_block = handle.read(TAR_BLOCK_BYTES)
+    index_path = path.with_name(index_file_name(path.name))
+    text = read_regular(index_path, "DALI index", max(size, MIN_INDEX_LIMIT_BYTES))
+    try:
+        samples = parse_index(text.decode("utf-8"), str(index_path))
+    except UnicodeDecodeError:
+        raise StoreFileError(index_path, "DALI index is not UTF-8 text") from None
+    _check_index(samples, record, size, index_path)
+    _check_first_header(first_block, samples, path)
+    return samples
+
+
+def check_committed_shards(stream_dir: Path) -> tuple[list[tuple[Path, ManifestRecord]], list[DamagedShard]]:
+    """Every committed shard of a stream, in commit order, split into (readable, damaged).
+
+    A shard is damaged when ``check_shard`` refuses it or it repeats a key of an earlier shard.
+
+    Raises:
+        ShardError: if the manifest itself cannot be read or has a bad line.
+    """
+    stream_dir = Path(stream_dir)
+    readable, damaged = [], []
+    keys: dict[str, str] = {}
+    for record in Manifest(stream_dir).shards():
+        path = stream_dir / record.name
+        try:
+            samples = check_shard(path, record)
+        except ShardError as error:
+            damaged.append(DamagedShard(path, record, str(error)))
+            continue
+        shard_keys = [members[0].key for members in samples]
+        repeated = next((key for key in shard_keys if key in keys), None)
+        if repeated is not None:
+            damaged.append(DamagedShard(path, record, f"{path}: sample key {repeated!r} is also in {keys[repeated]}"))
+            continue
+        keys.update(dict.fromkeys(shard_keys, record.name))
+        readable.append((path, record))
+    return readable, damaged
+
+
 def committed_shards(stream_dir: Path) -> list[tuple[Path, ManifestRecord]]:
-    """(tar path, record) of every committed shard of a stream, in commit order."""
-    return [(Path(stream_dir) / record.name, record) for record in Manifest(stream_dir).shards()]
+    """(tar path, record) of every committed shard of a stream, in commit order.
+
+    Raises:
+        ShardError: naming the first shard that fails the checks of ``check_committed_shards``.
+    """
+    readable, damaged = check_committed_shards(stream_dir)
+    if damaged:
+        raise ShardError(damaged[0].reason)
+    return readable
+
+
+def _opened_shards(shard_paths: list[Path], handler: Callable[[Exception], bool]) -> Iterator[dict[str, Any]]:
+    """webdataset's ``url_opener`` stage for store files: each shard opened here as a regular file."""
+    for path in shard_paths:
+        path = Path(path)
+        try:
+            if not is_shard_file_name(path.name):
+                raise ShardError(f"{path}: not a shard file of the store (<stream>-<writer>-<seq>.tar)")
+            stream = open_regular(path, "shard")
+        except ShardError as error:
+            if handler(error):
+                continue
+            break
+        with stream:
+            yield {"url": str(path), "stream": stream}
 
 
 def iter_samples(
     shard_paths: list[Path],
     handler: Callable[[Exception], bool] = webdataset.reraise_exception,
 ) -> Iterator[dict[str, Any]]:
-    """Raw samples (``__key__`` and bytes per field) of the given shards, in order."""
-    if not shard_paths:
-        return iter(())
-    dataset = webdataset.WebDataset(
-        [str(path) for path in shard_paths], shardshuffle=False, handler=handler, empty_check=False
-    )
-    return iter(dataset)
+    """Raw samples (``__key__``, ``__url__`` and bytes per field) of the given shards, in order.
+
+    Args:
+        shard_paths: shard files (from ``committed_shards``); each is opened as a regular file.
+        handler: webdataset's error policy (reraise by default).
+    """
+    files = tar_file_expander(_opened_shards(list(shard_paths), handler), handler=handler)
+    return group_by_keys(files, handler=handler)
+
+
+def iter_members(
+    handle: IO[bytes], path: Path, max_member_bytes: int, select: Callable[[str], bool] = lambda name: True
+) -> Iterator[tuple[tarfile.TarInfo, bytes]]:
+    """(header, data) of each member of an open tar whose name ``select`` accepts, in archive order.
+
+    A member is read only if it is a regular file whose declared size fits both in the file and in
+    ``max_member_bytes`` (a header can declare a terabyte; reading it would exhaust memory).
+
+    Raises:
+        StoreFileError: naming ``path``: not a tar, a member that is not a regular file or too large.
+    """
+    file_bytes = os.fstat(handle.fileno()).st_size
+    try:
+        with tarfile.open(fileobj=handle, mode="r:") as archive:
+            for member in archive:
+                if not member.isreg():
+                    raise StoreFileError(path, f"member {member.name!r} is not a regular file")
+                if member.offset_data + member.size > file_bytes or member.size > max_member_bytes:
+                    raise StoreFileError(path, f"member {member.name!r} declares {member.size} bytes, more than the "
+                                               f"shard holds ({file_bytes} bytes, {max_member_bytes} per member at most)")
+                if select(member.name):
+                    yield member, archive.extractfile(member).read()
+    except (tarfile.TarError, EOFError) as error:
+        raise StoreFileError(path, f"unreadable tar ({error})") from None

@@ -30,6 +30,32 @@ def check_key(key: Any) -> str:
     return key
 
 
+def check_fields(key: str, names: list[str]) -> str:
+    """Check a sample's field names against the contract (``__key__`` may be among them).
+
+    Returns:
+        The image field's name (``jpg`` or ``png``).
+
+    Raises:
+        SampleError: for a field the contract does not allow, a repeated field, no image or two
+            images, or a missing ``cls`` or ``json``.
+    """
+    unknown = sorted(set(names) - ALLOWED_FIELDS)
+    if unknown:
+        raise SampleError(
+            f"sample {key}: fields {unknown} are not allowed (allowed: {sorted(ALLOWED_FIELDS)})"
+        )
+    if len(set(names)) != len(names):
+        raise SampleError(f"sample {key}: a field appears more than once ({sorted(names)})")
+    images = [ext for ext in IMAGE_EXTENSIONS if ext in names]
+    if len(images) != 1:
+        raise SampleError(f"sample {key}: needs exactly one image field of {IMAGE_EXTENSIONS} (got {images})")
+    for required in ("cls", "json"):
+        if required not in names:
+            raise SampleError(f"sample {key}: missing required field {required!r}")
+    return images[0]
+
+
 def encode_class(value: Any, key: str) -> bytes:
     """Encode a class index as ASCII decimal bytes (the WebDataset ``cls`` convention)."""
     if isinstance(value, bytes):
@@ -69,21 +95,10 @@ def encode_sample(sample: dict[str, Any]) -> dict[str, bytes | str]:
         SampleError: naming the key and the broken rule.
     """
     key = check_key(sample.get("__key__"))
-    unknown = sorted(set(sample) - ALLOWED_FIELDS)
-    if unknown:
-        raise SampleError(
-            f"sample {key}: fields {unknown} are not allowed (allowed: {sorted(ALLOWED_FIELDS)})"
-        )
-    images = [ext for ext in IMAGE_EXTENSIONS if ext in sample]
-    if len(images) != 1:
-        raise SampleError(f"sample {key}: needs exactly one image field of {IMAGE_EXTENSIONS} (got {images})")
-    ext = images[0]
+    ext = check_fields(key, list(sample))
     image = sample[ext]
     if not isinstance(image, (bytes, bytearray, memoryview)) or not bytes(image[:8]).startswith(_IMAGE_MAGIC[ext]):
         raise SampleError(f"sample {key}: {ext} field is not encoded {ext.upper()} bytes")
-    for required in ("cls", "json"):
-        if required not in sample:
-            raise SampleError(f"sample {key}: missing required field {required!r}")
     return {
         "__key__": key,
         ext: bytes(image),

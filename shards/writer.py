@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 import webdataset
 
 from shards.errors import ShardError
+from shards.files import TEMP_SUFFIX, write_durably
 from shards.index import IndexMember, format_index
 from shards.manifest import Manifest, ManifestRecord
 from shards.names import check_name_part, shard_name
@@ -31,7 +32,6 @@ TAR_BLOCK_BYTES = 512
 # tarfile ends an archive with two zero blocks and pads it to a 20-block record.
 TAR_END_BYTES = 2 * TAR_BLOCK_BYTES
 TAR_RECORD_BYTES = 20 * TAR_BLOCK_BYTES
-TEMP_SUFFIX = ".tmp"
 
 
 def _round_up(value: int, multiple: int) -> int:
@@ -53,15 +53,6 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    temp = path.with_name(path.name + TEMP_SUFFIX)
-    with open(temp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
 
 
 class _OpenShard:
@@ -114,7 +105,7 @@ class _OpenShard:
             sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
         size = self.temp_path.stat().st_size
         os.replace(self.temp_path, self.tar_path)
-        _write_durably(self.tar_path.with_suffix(".idx"), format_index(self.members).encode("utf-8"))
+        write_durably(self.tar_path.with_suffix(".idx"), format_index(self.members).encode("utf-8"))
         return sha256, size
 
     def abandon(self) -> None:

@@ -6,6 +6,7 @@ import threading
 import time
 
 from shards.manifest import Manifest, ManifestFollower, ManifestRecord
+from shards.names import shard_name
 from shards.writer import ShardWriter
 from tests.conftest import make_sample
 
@@ -13,7 +14,8 @@ from tests.conftest import make_sample
 def _append_many(stream_dir, writer, count):
     manifest = Manifest(stream_dir)
     for seq in range(count):
-        manifest.append([ManifestRecord(name=f"s-{writer}-{seq}.tar", writer=writer, seq=seq, config_hash="h", time=0.0)])
+        manifest.append([ManifestRecord(name=shard_name("s", writer, seq) + ".tar", sha256="0" * 64, writer=writer, seq=seq,
+                                        config_hash="h", time=0.0)])
 
 
 def test_concurrent_appends_from_processes_never_interleave(stream_dir):
