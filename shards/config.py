@@ -1,31 +1,44 @@
 """Configuration of the shard store and of static streams prepared from ImageFolder trees."""
 
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, DirectoryPath, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, DirectoryPath, Field, PositiveInt, StringConstraints
+
+from shards.names import MAX_NAME_CHARS, STREAM_NAME_PATTERN
+
+# A stream name becomes a directory under the store root: checked before anything is written.
+StreamName = Annotated[str, StringConstraints(pattern=STREAM_NAME_PATTERN, max_length=MAX_NAME_CHARS)]
+
+# Bounds no real store reaches; past them a value is a typo (or hostile), refused with the bound.
+MAX_SEED = 2**63 - 1
+MAX_PREPARE_WORKERS = 1024
+MAX_UNIT_IMAGES = 10**7
+MAX_SAMPLES_PER_SHARD = 10**6
+MAX_BYTES_PER_SHARD = 2**36
 
 
 class PrepareConfig(BaseModel):
     """A static stream built from an ImageFolder tree before anything trains on it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     source: DirectoryPath = Field(description="ImageFolder root: one subdirectory per class")
-    seed: int = Field(default=0, description="shuffle seed; a resumed prepare must use the same")
-    unit_size: PositiveInt = Field(default=1000, description="images per resumable work unit")
-    workers: PositiveInt = Field(default=1, description="processes decoding images")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="shuffle seed; a resumed prepare must use the same")
+    unit_size: PositiveInt = Field(default=1000, le=MAX_UNIT_IMAGES, description="images per resumable work unit")
+    workers: PositiveInt = Field(default=1, le=MAX_PREPARE_WORKERS, description="processes decoding images")
 
 
 class ShardStoreConfig(BaseModel):
     """Where shards roll, and which static streams to prepare."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     root: Path | None = Field(
         default=None, description="store directory (one subdirectory per stream); default OUTPUT/shards; jobs may share one"
     )
-    max_samples_per_shard: PositiveInt = 1000
-    max_bytes_per_shard: PositiveInt = 256 * 2**20
-    prepare: dict[str, PrepareConfig] = Field(
+    max_samples_per_shard: PositiveInt = Field(default=1000, le=MAX_SAMPLES_PER_SHARD)
+    max_bytes_per_shard: PositiveInt = Field(default=256 * 2**20, le=MAX_BYTES_PER_SHARD)
+    prepare: dict[StreamName, PrepareConfig] = Field(
         default_factory=dict, description="stream name -> ImageFolder source"
     )

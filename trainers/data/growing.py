@@ -17,10 +17,15 @@ generator often hold a single class, and this mixes classes across the whole bac
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from shards.errors import ShardError
+from shards.files import open_regular
+from shards.index import IndexMember
 from shards.manifest import Manifest, ManifestFollower, ManifestRecord
+from shards.reader import check_shard
 from trainers.data.decode import EncodedSample
 from trainers.data.static import parse_label
 
@@ -50,17 +55,15 @@ class _Shard:
         return len(self.keys) - self.read
 
 
-def _parse_index(path: Path) -> tuple[list[_Member], list[_Member], list[str]]:
-    """Image and ``cls`` member locations and keys of every sample listed in a DALI index file."""
+def _locations(samples: list[list[IndexMember]]) -> tuple[list[_Member], list[_Member], list[str]]:
+    """Image and ``cls`` member locations and keys of every sample of a checked index."""
     images, labels, keys = [], [], []
-    lines = path.read_text().splitlines()
-    for line in lines[1:]:
-        parts = line.split()
-        members = {parts[i]: (_Member(int(parts[i + 1]), int(parts[i + 2])), parts[i + 3]) for i in range(0, len(parts), 4)}
-        image_ext = next(ext for ext in _IMAGE_EXTENSIONS if ext in members)
-        images.append(members[image_ext][0])
-        labels.append(members["cls"][0])
-        keys.append(members[image_ext][1].partition(".")[0])
+    for members in samples:
+        by_extension = {member.extension: member for member in members}
+        image = next(by_extension[ext] for ext in _IMAGE_EXTENSIONS if ext in by_extension)
+        images.append(_Member(image.offset, image.size))
+        labels.append(_Member(by_extension["cls"].offset, by_extension["cls"].size))
+        keys.append(image.key)
     return images, labels, keys
 
 
@@ -83,7 +86,7 @@ class GrowingReader:
         self._shards_seen = 0
         self._shards: list[_Shard] = []
         self._rng = np.random.default_rng([seed, rank])
-        self._files: dict[Path, int] = {}
+        self._files: dict[Path, BinaryIO] = {}
         self.damaged_samples = 0
 
     def _add(self, record: ManifestRecord) -> None:
@@ -92,11 +95,12 @@ class GrowingReader:
         if position % self.world_size != self.rank:
             return
         path = self.stream_dir / record.name
-        index = path.with_suffix(".idx")
-        if not (path.is_file() and path.stat().st_size == record.bytes and index.is_file()):
+        try:
+            samples = check_shard(path, record)
+        except ShardError:
             self.damaged_samples += record.samples
             return
-        images, labels, keys = _parse_index(index)
+        images, labels, keys = _locations(samples)
         order = np.random.default_rng([self.seed, self.rank, position]).permutation(len(keys))
         self._shards.append(_Shard(record.name, path, images, labels, keys, order))
 
@@ -120,9 +124,10 @@ class GrowingReader:
         return len(self._shards)
 
     def _read(self, shard: _Shard, sample: int) -> EncodedSample:
-        descriptor = self._files.get(shard.path)
-        if descriptor is None:
-            descriptor = self._files[shard.path] = os.open(shard.path, os.O_RDONLY)
+        if shard.path not in self._files:
+            # Kept open for the reader's life; a regular file, as check_shard saw it.
+            self._files[shard.path] = open_regular(shard.path, "shard")
+        descriptor = self._files[shard.path].fileno()
         image, label = shard.images[sample], shard.labels[sample]
         where = f"{shard.path}:{shard.keys[sample]}"
         image_bytes = os.pread(descriptor, image.size, image.offset)
@@ -175,6 +180,6 @@ class GrowingReader:
         self._rng.bit_generator.state = state["rng"]
 
     def close(self) -> None:
-        for descriptor in self._files.values():
-            os.close(descriptor)
+        for handle in self._files.values():
+            handle.close()
         self._files = {}

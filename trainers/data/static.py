@@ -12,8 +12,9 @@ from pathlib import Path
 
 from nvidia.dali import fn, pipeline_def
 
+from shards.errors import ShardError
 from shards.manifest import ManifestRecord
-from shards.reader import committed_shards
+from shards.reader import DamagedShard, check_committed_shards
 from trainers.data.config import LoaderConfig
 from trainers.data.decode import EncodedSample
 from trainers.errors import TrainError
@@ -21,17 +22,17 @@ from trainers.errors import TrainError
 _READER = "reader"
 
 
-def intact_shards(stream_dir: Path) -> tuple[list[tuple[Path, ManifestRecord]], list[tuple[Path, ManifestRecord]]]:
-    """Split a stream's committed shards into (intact, damaged) by size and index presence.
+def intact_shards(stream_dir: Path) -> tuple[list[tuple[Path, ManifestRecord]], list[DamagedShard]]:
+    """Split a stream's committed shards into (intact, damaged) with the store's reader checks.
 
-    A damaged shard (missing, truncated, or without its ``.idx``) is never handed to DALI,
-    whose reader would fail on it mid-epoch.
+    A damaged shard (missing, truncated, not a regular file, without a valid ``.idx``, breaking the
+    sample contract: see ``shards.reader.check_shard``) is never handed to DALI, whose reader would
+    fail on it mid-epoch or read what its index points at.
     """
-    intact, damaged = [], []
-    for path, record in committed_shards(stream_dir):
-        whole = path.is_file() and path.stat().st_size == record.bytes and path.with_suffix(".idx").is_file()
-        (intact if whole else damaged).append((path, record))
-    return intact, damaged
+    try:
+        return check_committed_shards(stream_dir)
+    except ShardError as error:
+        raise TrainError(str(error)) from None
 
 
 def parse_label(raw: bytes) -> int | None:
@@ -59,15 +60,14 @@ class StaticReader:
                  rank: int, world_size: int, seed: int):
         intact, damaged = intact_shards(stream_dir)
         if damaged and loader.on_bad_sample == "fail":
-            names = ", ".join(path.name for path, _ in damaged)
             raise TrainError(
-                f"stream {stream}: damaged shards in {stream_dir} ({names}); run `genint shards verify`, "
+                f"stream {stream}: {len(damaged)} damaged shards, first {damaged[0].reason}; run `genint shards verify`, "
                 "or set loader.on_bad_sample: skip to train without them"
             )
         if not intact:
             raise TrainError(f"stream {stream}: no readable committed shards in {stream_dir}; prepare or generate it first")
         self.stream = stream
-        self.damaged_samples = sum(record.samples for _, record in damaged)
+        self.damaged_samples = sum(shard.record.samples for shard in damaged)
         self.batch_size = batch_size
         self.loader = loader
         self.rank = rank

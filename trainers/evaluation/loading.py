@@ -18,9 +18,9 @@ from nvidia.dali.pipeline import DataNode
 from nvidia.dali.plugin.pytorch import feed_ndarray
 
 from shards.errors import ShardError
-from shards.reader import stream_dirs
+from shards.reader import check_committed_shards, stream_dirs
 from trainers.data.augment import decoder_device, eval_transform
-from trainers.data.static import intact_shards, parse_label
+from trainers.data.static import parse_label
 from trainers.errors import TrainError
 from trainers.evaluation.config import EvalConfig
 
@@ -93,14 +93,15 @@ def shard_files(root: Path) -> ShardFiles:
     """The committed shards of the stream at ``root`` (or of every stream directory under it).
 
     Raises:
-        TrainError: if there is no manifest, a committed shard is damaged, or nothing is committed.
+        TrainError: if there is no manifest, a committed shard fails the store's reader checks
+            (``shards.reader.check_shard``: the checks verify makes, without the hash), or nothing is committed.
     """
     committed = []
     try:
         for stream in stream_dirs(root):
-            intact, damaged = intact_shards(stream)
+            intact, damaged = check_committed_shards(stream)
             if damaged:
-                raise TrainError(f"{damaged[0][0]}: committed shard missing, truncated or unindexed (run genint shards verify)")
+                raise TrainError(f"eval shards: {damaged[0].reason}; not scored (run genint shards verify)")
             committed += intact
     except ShardError as error:
         raise TrainError(f"eval shards: {error}") from None
