@@ -1,7 +1,9 @@
 """Small shard stores written by the real writer, and the ways a hostile or careless user damages them."""
 
+import hashlib
 import json
 import os
+import tarfile
 from pathlib import Path
 
 import torch
@@ -65,3 +67,29 @@ def save_small_classifier(path: Path, num_classes: int = 3) -> Path:
     torch.manual_seed(0)
     torch.save(build_model("small_cnn", num_classes).state_dict(), path)
     return path
+
+
+def index_members(stream_dir: Path, shard: str, sample: int) -> dict[str, tuple[int, int]]:
+    """ext -> (data offset, size) of sample number ``sample`` of ``shard``, from its index."""
+    parts = (stream_dir / shard.replace(".tar", ".idx")).read_text().splitlines()[1 + sample].split()
+    return {parts[i]: (int(parts[i + 1]), int(parts[i + 2])) for i in range(0, len(parts), 4)}
+
+
+def overwrite_member(stream_dir: Path, shard: str, sample: int, ext: str, make) -> None:
+    """Replace a member's data in place with ``make(size)`` bytes of the same length (the tar's size stays)."""
+    offset, size = index_members(stream_dir, shard, sample)[ext]
+    data = make(size)
+    assert len(data) == size
+    with open(stream_dir / shard, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(data)
+
+
+def plant_terabyte_member(stream_dir: Path) -> None:
+    """Shard 0 becomes a tar whose first member header declares a terabyte (a few KB on disk), its
+    manifest size and hash updated so only the member is wrong."""
+    huge = tarfile.TarInfo("sample00000.jpg")
+    huge.size = 2**40
+    path = stream_dir / FIRST_SHARD
+    path.write_bytes(huge.tobuf(format=tarfile.GNU_FORMAT) + b"\xff\xd8\xff" + bytes(10237))
+    edit_line(stream_dir, 0, bytes=path.stat().st_size, sha256=hashlib.sha256(path.read_bytes()).hexdigest())

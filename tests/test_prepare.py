@@ -115,3 +115,35 @@ def test_cli_lists_skipped_files(imagefolder, tmp_path, capsys):
 def test_cli_rejects_a_missing_source(tmp_path, capsys):
     assert main(["prepare", str(tmp_path / "absent"), str(tmp_path), "--stream", "original"]) == 1
     assert capsys.readouterr().err.strip() == f"genint: error: {tmp_path / 'absent'}: source is not a directory"
+
+
+@pytest.mark.parametrize("stream", ["../escaped", "/tmp/absolute", "a/b", "", "x" * 101])
+def test_a_bad_stream_name_is_refused_before_anything_is_written(imagefolder, tmp_path, stream):
+    out = tmp_path / "store" / "out"
+    with pytest.raises(ShardError, match="stream .* is invalid"):
+        prepare_imagefolder(imagefolder, out, stream)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_source_with_no_readable_image_leaves_nothing(tmp_path):
+    for name in ("a/1.jpg", "b/2.png"):
+        (tmp_path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "src" / name).write_bytes(b"not an image")
+    with pytest.raises(ShardError, match="none of its 2 image files could be read"):
+        prepare_imagefolder(tmp_path / "src", tmp_path / "out", "original")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_inside_the_source_is_refused(imagefolder, tmp_path):
+    with pytest.raises(ShardError, match="the output is inside the source tree"):
+        prepare_imagefolder(imagefolder, imagefolder / "shards", "original")
+    assert not (imagefolder / "shards").exists()
+
+
+def test_units_of_only_unreadable_files_are_recorded_done(imagefolder, tmp_path):
+    # unit_size 1: the corrupt file's unit commits no sample, yet a rerun must find it done.
+    report = prepare_imagefolder(imagefolder, tmp_path, "original", unit_size=1, max_samples=50)
+    progress = Manifest(tmp_path / "original").unit_progress()
+    assert len(progress) == report.units and all(state.done for state in progress.values())
+    rerun = prepare_imagefolder(imagefolder, tmp_path, "original", unit_size=1, max_samples=50)
+    assert rerun.written == 0 and rerun.already_committed == report.written
