@@ -1,9 +1,13 @@
 """Jobs on a Ray cluster through the Ray Jobs SDK: submit, status, logs, stop, list.
 
-The cluster is named by its dashboard address (``http://HOST:8265``), from ``--address`` or
-``RAY_ADDRESS``. Token authentication: the token comes from ``RAY_AUTH_TOKEN``, else the file at
-``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token`` (Ray's own order) and is sent as a bearer
-header, so a client needs no ``RAY_AUTH_MODE=token`` of its own.
+The cluster is named by its dashboard URL (``http://HOST:8265``), from ``--address`` or
+``RAY_ADDRESS``. Token authentication: the token (``local_ray.cluster_token``: ``RAY_AUTH_TOKEN``,
+else the file at ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``, Ray's own order) is sent as a
+bearer header, so a client needs no ``RAY_AUTH_MODE=token`` of its own.
+
+The SDK's requests have no timeout, so ``connect`` first asks the dashboard for its version within
+``CONNECT_TIMEOUT_S``: an address that answers nothing, or is not a Ray dashboard, or refuses the
+token is one line before any SDK call.
 """
 
 import asyncio
@@ -14,35 +18,66 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import requests
 from ray.exceptions import AuthenticationError
 from ray.job_submission import JobDetails, JobSubmissionClient
 
 from cluster.config import JobConfig, load_config, resolved_yaml
-from cluster.errors import ClusterError
-
-TOKEN_HELP = "set RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token to the cluster's token"
+from cluster.errors import ClusterError, ConfigError
+from cluster.local_ray import CONNECT_TIMEOUT_S, cluster_token, refused_token_line
 
 
 def resolve_address(address: str | None) -> str:
-    """The dashboard address from ``--address`` or ``RAY_ADDRESS``.
+    """The dashboard URL from ``--address`` or ``RAY_ADDRESS``, checked for its form.
 
     Raises:
-        ClusterError: when neither is given.
+        ConfigError: neither is given, or the address is not an ``http(s)://HOST[:PORT]`` URL.
     """
-    address = address or os.environ.get("RAY_ADDRESS")
+    where = "--address"
+    if not address and os.environ.get("RAY_ADDRESS"):
+        address, where = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
     if not address:
-        raise ClusterError("no cluster address: pass --address http://HOST:8265 or set RAY_ADDRESS")
-    return address
+        raise ConfigError("no cluster address: pass --address http://HOST:8265 or set RAY_ADDRESS")
+    try:
+        parts = urlsplit(address)
+        parts.port  # raises ValueError for a port that is no number or out of range
+        well_formed = parts.scheme in ("http", "https") and parts.hostname and not parts.path.strip("/") and not parts.query
+    except ValueError:  # that port, or a broken [IPv6] literal
+        well_formed = False
+    if not well_formed:
+        raise ConfigError(f"{where} {address!r} is not the Ray dashboard's URL: give http://HOST:8265")
+    return address.rstrip("/")
 
 
 def auth_headers() -> dict[str, str]:
     """The bearer header for the cluster's token, or none when no token is configured."""
-    token = os.environ.get("RAY_AUTH_TOKEN")
-    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
-    if not token and path.is_file():
-        token = path.read_text().strip()
+    token = cluster_token()
     return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def check_dashboard(address: str, headers: dict[str, str]) -> None:
+    """Ask the dashboard at ``address`` for its Ray version within CONNECT_TIMEOUT_S.
+
+    Raises:
+        ClusterError: nothing answers, the token is missing or rejected, or it is not a Ray dashboard.
+    """
+    try:
+        response = requests.get(f"{address}/api/version", headers=headers, timeout=CONNECT_TIMEOUT_S)
+    except requests.RequestException as error:
+        reason = "no answer" if isinstance(error, requests.Timeout) else type(error).__name__
+        raise ClusterError(f"cannot reach a Ray dashboard at {address} within {CONNECT_TIMEOUT_S:g} s ({reason}): "
+                           "check --address / RAY_ADDRESS (http://HOST:8265) and that the cluster is up") from None
+    if response.status_code in (401, 403):
+        raise ClusterError(refused_token_line(address, "Authorization" in headers))
+    try:
+        version = response.json()["ray_version"] if response.ok else None
+    except (ValueError, KeyError, TypeError):  # not JSON, or JSON of something else
+        version = None
+    if not isinstance(version, str):
+        raise ClusterError(f"{address} is not a Ray dashboard: GET /api/version answered HTTP {response.status_code} "
+                           f"{response.headers.get('Content-Type', '')} without a Ray version")
 
 
 @contextmanager
@@ -54,8 +89,7 @@ def _cluster_errors(address: str, job_id: str | None = None) -> Iterator[None]:
         raise ClusterError(f"cannot reach a Ray dashboard at {address}: check --address / RAY_ADDRESS "
                            "(http://HOST:8265) and that the cluster is up") from None
     except AuthenticationError as error:
-        refused = "rejected the token" if "Forbidden" in str(error) else "requires a token and none was sent"
-        raise ClusterError(f"Ray cluster at {address} {refused}: {TOKEN_HELP}") from None
+        raise ClusterError(refused_token_line(address, "Forbidden" in str(error))) from None
     except RuntimeError as error:
         if job_id is not None and "status code 404" in str(error):
             raise ClusterError(f"no job {job_id!r} on the Ray cluster at {address} (see genint list)") from None
@@ -66,11 +100,13 @@ def connect(address: str | None) -> tuple[JobSubmissionClient, str]:
     """A Jobs client for the cluster (address from ``--address`` or ``RAY_ADDRESS``) and its address.
 
     Raises:
-        ClusterError: no address, nothing listening there, or a missing/rejected token.
+        ConfigError: no address, or not a dashboard URL.
+        ClusterError: nothing answering there, not a Ray dashboard, or a missing/rejected token.
     """
-    address = resolve_address(address)
+    address, headers = resolve_address(address), auth_headers()
+    check_dashboard(address, headers)
     with _cluster_errors(address):
-        return JobSubmissionClient(address, headers=auth_headers()), address
+        return JobSubmissionClient(address, headers=headers), address
 
 
 def submission_plan(config_path: Path, overrides: list[str], working_dir: Path | None,

@@ -1,39 +1,236 @@
-"""Connecting to Ray: an embedded local instance by default, or an existing cluster by address."""
+"""Connecting to Ray: an embedded local instance on loopback by default, or an existing cluster by address.
 
+Both ways are bounded: a cluster address is checked with one gRPC call (reachable, a Ray GCS, the
+token accepted) within ``CONNECT_TIMEOUT_S`` before ``ray.init``, whose own retry loop would otherwise
+wait for minutes; every failure is a one-line ClusterError (ConfigError for an address that is not one).
+"""
+
+import ipaddress
+import logging
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import ray
+from ray._private import ray_constants, services
 
-from cluster.errors import ClusterError
+from cluster.errors import ClusterError, ConfigError
+
+CONNECT_TIMEOUT_S = 10.0
+TOKEN_HELP = "set RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token to the cluster's token"
+CLUSTER_ADDRESS_FORMS = "HOST:6379 (the head's GCS), ray://HOST:10001 (Ray client) or auto"
+# Ray's own switch for single-node (macOS/Windows) mode: the node's address is 127.0.0.1 instead of
+# the machine's network address. Read once when ray is imported (ray_constants.ENABLE_RAY_CLUSTER).
+_SINGLE_NODE_ENV = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+
+
+def cluster_token() -> str | None:
+    """The cluster's token: ``RAY_AUTH_TOKEN``, else the file at ``RAY_AUTH_TOKEN_PATH``, else
+    ``~/.ray/auth_token`` (Ray's own order); None when none is configured."""
+    token = os.environ.get("RAY_AUTH_TOKEN")
+    path = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if not token and path.is_file():
+        token = path.read_text().strip()
+    return token or None
+
+
+def refused_token_line(where: str, token_sent: bool) -> str:
+    """The one line for a cluster that wants a token we did not send, or rejected the one we sent."""
+    refused = "rejected the token" if token_sent else "requires a token and none was sent"
+    return f"Ray cluster at {where} {refused}: {TOKEN_HELP}"
 
 
 @contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
-    """Start an in-process local Ray or connect to ``address``; shut it down on exit if this call started it.
+def ray_session(address: str | None = None, num_cpus: int | None = None, quiet: bool = False) -> Iterator[None]:
+    """Start an in-process local Ray on 127.0.0.1 or connect to ``address``; shut it down on exit if
+    this call started it.
 
-    The local dashboard listens on 127.0.0.1 only: Ray Train's placement-group cleaner needs its
-    state API, and exposing it beyond loopback is a cluster deployment's explicit choice.
+    The embedded instance binds every server it starts (GCS, raylet, workers, agents, dashboard) to
+    127.0.0.1; a cluster's binding is its own configuration. The local dashboard exists because Ray
+    Train's placement-group cleaner needs its state API. ``quiet``: a short client (``genint scale``,
+    ``top``) whose stderr should hold only its own error line, without Ray's INFO lines.
+
+    Raises:
+        ConfigError: ``address`` is not a Ray cluster address.
+        ClusterError: Ray did not start, or the cluster cannot be reached or refused the token.
     """
     if ray.is_initialized():
         yield
         return
-    try:
+    with ExitStack() as settings:
         if address:
-            ray.init(address=address, log_to_driver=True)
+            _connect(address, settings, logging_level=logging.WARNING if quiet else logging.INFO)
+        elif os.environ.get("RAY_ADDRESS"):
+            # A Ray job's driver: Ray put its cluster's address in RAY_ADDRESS.
+            _init(None, "the Ray cluster in RAY_ADDRESS")
         else:
-            # A Ray job's driver finds its cluster in RAY_ADDRESS; otherwise "local" starts a new
-            # instance even when `ray start` left a cluster's address in /tmp/ray.
-            embedded = None if os.environ.get("RAY_ADDRESS") else "local"
-            ray.init(address=embedded, num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=True)
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        raise ClusterError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {str(error).splitlines()[0]}") from None
-    try:
-        yield
-    finally:
-        ray.shutdown()
+            settings.enter_context(_loopback_node())
+            # "local": a new instance even when `ray start` left a cluster's address in /tmp/ray.
+            _init("local", "a local Ray", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1")
+        try:
+            yield
+        finally:
+            ray.shutdown()
 
 
 def cluster_has_gpus() -> bool:
     return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def _init(address: str | None, what: str, **options) -> None:
+    """``ray.init`` with Ray's failures as one ClusterError line naming ``what``."""
+    try:
+        ray.init(address=address, log_to_driver=True, **options)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise ClusterError(f"cannot start or reach {what}: {str(error).splitlines()[0]}") from None
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the session (Ray's processes inherit them); restore on exit."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextmanager
+def _loopback_node() -> Iterator[None]:
+    """Make 127.0.0.1 this node's address while Ray starts (or joins) a node here.
+
+    Ray binds the GCS, the raylet, the workers' gRPC servers and the agents to the node's address,
+    or to all interfaces when that address is not loopback. On Linux it turns an explicit
+    ``_node_ip_address="127.0.0.1"`` into the machine's network address
+    (``services.resolve_ip_for_localhost``) unless multi-node clusters are off, as Ray has them off
+    on macOS and Windows. So switch them off: the environment variable for the processes Ray starts,
+    the constant for this process (it read the variable at import).
+    """
+    saved_flag = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        with _environment(**{_SINGLE_NODE_ENV: "0"}):
+            yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_flag
+
+
+@contextmanager
+def _token_mode(token: str | None) -> Iterator[None]:
+    """Ray's client sends a token only in token mode (``RAY_AUTH_MODE=token``), which an explicit
+    address does not turn on; turn it on when a token is configured and the mode is not set."""
+    if token is None or os.environ.get("RAY_AUTH_MODE") is not None:
+        yield
+        return
+    with _environment(RAY_AUTH_MODE="token"):
+        ray._raylet.Config.initialize("")  # RayConfig has read the environment already: read it again
+        try:
+            yield
+        finally:
+            ray._raylet.Config.initialize("")
+
+
+def cluster_address(address: str) -> tuple[str, str, int]:
+    """Split a Ray cluster address; ``auto`` finds it as Ray does (RAY_ADDRESS, ``ray start``'s
+    address file, a GCS running on this machine).
+
+    Returns:
+        (``"ray"`` for a Ray client server or ``""`` for a GCS, host, port).
+
+    Raises:
+        ConfigError: not one of ``CLUSTER_ADDRESS_FORMS``.
+        ClusterError: ``auto`` found no cluster.
+    """
+    where = f"--address {address!r}"
+    if address == "auto":
+        if os.environ.get("RAY_ADDRESS"):
+            where = f"RAY_ADDRESS={os.environ['RAY_ADDRESS']!r}"
+        try:
+            address = services.get_ray_address_from_environment("auto", None)
+        except ConnectionError:
+            raise ClusterError("no Ray cluster found on this machine (--address auto): is the job's genint run "
+                               f"running here? Else pass --address {CLUSTER_ADDRESS_FORMS}") from None
+    scheme, _, rest = address.rpartition("://")
+    try:
+        parts = urlsplit(f"//{rest}")
+        host, port, extra = parts.hostname, parts.port, parts.path or parts.query or parts.username
+    except ValueError:  # a port that is no number or out of range, a broken [IPv6] literal
+        host = port = extra = None
+    if scheme not in ("", "ray") or not host or port is None or extra:
+        hint = " (that is the dashboard's URL, for submit/status/logs/stop/list)" if scheme in ("http", "https") else ""
+        raise ConfigError(f"{where} is not a Ray cluster address{hint}: give {CLUSTER_ADDRESS_FORMS}")
+    return scheme, host, port
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name
+        return host == "localhost"
+
+
+def _connect(address: str, settings: ExitStack, logging_level: int) -> None:
+    """Check the cluster at ``address`` answers and takes our token, then join it (see the module docstring)."""
+    scheme, host, port = cluster_address(address)
+    target = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+    token = cluster_token()
+    if scheme == "ray":
+        _check_client_server(target)
+        _init(f"ray://{target}", f"the Ray client server at ray://{target}", logging_level=logging_level)
+        return
+    _check_gcs(target, token)
+    if not services.find_node_ids():
+        raise ClusterError(f"{target} is a Ray cluster's GCS, and a GCS address works only on one of its "
+                           f"nodes; no Ray node runs on this machine: use ray://{host}:10001 (Ray client)")
+    settings.enter_context(_token_mode(token))
+    if _is_loopback(host):
+        settings.enter_context(_loopback_node())  # else Ray would dial the machine's network address
+    _init(target, f"the Ray cluster at {target}", logging_level=logging_level)
+
+
+def _check_gcs(target: str, token: str | None) -> None:
+    """One GetClusterId call to the GCS at ``target`` within CONNECT_TIMEOUT_S.
+
+    Raises:
+        ClusterError: nothing answers, it is no Ray GCS, or it refuses the token.
+    """
+    import grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
+    metadata = [("authorization", f"Bearer {token}")] if token else None
+    with grpc.insecure_channel(target) as channel:
+        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        try:
+            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=CONNECT_TIMEOUT_S, metadata=metadata)
+        except grpc.RpcError as error:
+            code = error.code()
+            if code == grpc.StatusCode.UNAUTHENTICATED:
+                raise ClusterError(refused_token_line(target, token is not None)) from None
+            if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise ClusterError(f"cannot reach Ray at {target} within {CONNECT_TIMEOUT_S:g} s: "
+                                   f"{_grpc_reason(error)}") from None
+            raise ClusterError(f"{target} is not a Ray cluster's GCS ({code.name}: {_grpc_reason(error)}); "
+                               f"give {CLUSTER_ADDRESS_FORMS}") from None
+
+
+def _check_client_server(target: str) -> None:
+    """The Ray client server at ``target`` accepts an HTTP/2 connection within CONNECT_TIMEOUT_S."""
+    import grpc
+
+    with grpc.insecure_channel(target) as channel:
+        try:
+            grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT_S)
+        except grpc.FutureTimeoutError:
+            raise ClusterError(f"cannot reach a Ray client server at ray://{target} within {CONNECT_TIMEOUT_S:g} s") from None
+
+
+def _grpc_reason(error) -> str:
+    # gRPC's details run long ("failed to connect to all addresses; last error: ..."): keep the last part.
+    return (error.details() or error.code().name).rsplit("last error: ", 1)[-1].splitlines()[0][:200]

@@ -5,8 +5,10 @@ totals, ``interval_rates`` turns two of them into rates; ``render`` only lays a 
 ``run_top`` takes a URL, so any way of finding a job's endpoint can feed it.
 """
 
+import math
 import time
 import urllib.request
+from urllib.parse import urlsplit
 from collections import defaultdict, deque
 from dataclasses import dataclass
 
@@ -18,11 +20,13 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from cluster.errors import ClusterError
+from cluster.errors import ClusterError, ConfigError
 from cluster.progress import console as stdout_console
 
 SPARK_CHARS = "▁▂▃▄▅▆▇█"
 NO_VALUE = "-"
+MAX_INTERVAL_S = 3600.0
+MAX_METRICS_BYTES = 64 * 2**20  # a job's scrape is kilobytes; an endless body must not fill memory
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ class Rates:
 def _by_label(samples: dict[str, list[Sample]], name: str, label: str) -> dict[str, float]:
     totals: dict[str, float] = defaultdict(float)
     for sample in samples.get(name, []):
+        if label not in sample.labels:
+            raise ValueError(f"series {name} has no {label!r} label (labels: {', '.join(sorted(sample.labels)) or 'none'})")
         totals[sample.labels[label]] += sample.value
     return dict(totals)
 
@@ -82,7 +88,8 @@ def parse_snapshot(text: str, taken_at_s: float) -> MetricsSnapshot:
     """Sum a Prometheus exposition's genint series into a snapshot.
 
     Raises:
-        ValueError: the text is not the Prometheus exposition format.
+        ValueError: the text is not the Prometheus exposition format, or a genint series lacks the
+            label it is summed by (``stream`` or ``pool``).
     """
     samples: dict[str, list[Sample]] = defaultdict(list)
     for family in text_string_to_metric_families(text):
@@ -108,26 +115,60 @@ def parse_snapshot(text: str, taken_at_s: float) -> MetricsSnapshot:
     )
 
 
+def check_interval(seconds: float) -> float:
+    """``seconds`` if it is a usable poll interval (finite, > 0, at most MAX_INTERVAL_S).
+
+    Raises:
+        ConfigError: it is not (``inf`` would make the first sleep raise, ``nan`` never compares).
+    """
+    if not (math.isfinite(seconds) and 0 < seconds <= MAX_INTERVAL_S):
+        raise ConfigError(f"--interval must be a number of seconds > 0 and <= {MAX_INTERVAL_S:g} (got {seconds})")
+    return seconds
+
+
+def check_metrics_url(url: str) -> str:
+    """``url`` if it is an ``http(s)://HOST[:PORT]/...`` URL.
+
+    Raises:
+        ConfigError: another scheme (``file:`` would read a local file), no host, or a bad port.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # raises ValueError for a port that is no number or out of range
+        well_formed = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        well_formed = False
+    if not well_formed:
+        raise ConfigError(f"--metrics {url!r}: unknown url type; give the URL genint run prints, "
+                          "e.g. http://127.0.0.1:PORT/metrics")
+    return url
+
+
 def fetch_snapshot(url: str, timeout_s: float = 5.0) -> MetricsSnapshot:
     """Scrape ``url`` once.
 
     Raises:
+        ConfigError: ``url`` is not an http(s) URL.
         ClusterError: the URL is unreachable, or does not serve genint's metrics.
     """
+    check_metrics_url(url)
     try:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            text = response.read().decode()
-    except (OSError, ValueError) as error:  # URLError/HTTPError/timeouts are OSErrors; a bad URL is a ValueError
+            body = response.read(MAX_METRICS_BYTES + 1)
+        text = body.decode()
+    except (OSError, ValueError) as error:  # URLError/HTTPError/timeouts are OSErrors; bad UTF-8 a ValueError
         reason = getattr(error, "reason", error)
         raise ClusterError(f"cannot read metrics from {url}: {reason} (pass the URL genint run prints, "
                            "e.g. http://127.0.0.1:PORT/metrics)") from error
+    if len(body) > MAX_METRICS_BYTES:
+        raise ClusterError(f"{url} answered more than {MAX_METRICS_BYTES // 2**20} MiB; a genint job's metrics are kilobytes")
     # A job's registry declares every family from the start, so "genint_" appears before any sample does.
     if "genint_" not in text:
         raise ClusterError(f"{url} serves no genint_ metrics; is it a genint job's metrics endpoint?")
     try:
         return parse_snapshot(text, time.monotonic())
     except ValueError as error:
-        raise ClusterError(f"{url} does not serve Prometheus metrics: {error}") from error
+        raise ClusterError(f"{url} does not serve genint's Prometheus metrics: {error}") from error
 
 
 def _increase(before: float, after: float) -> float:
@@ -237,8 +278,10 @@ def run_top(url: str, interval_s: float = 2.0, once: bool = False, console: Cons
     """Poll ``url`` every ``interval_s`` and show the dashboard until Ctrl-C; ``once``: two polls, print, return.
 
     Raises:
+        ConfigError: a bad ``url`` or ``interval_s``.
         ClusterError: the first poll fails (later failures show on the dashboard while it retries).
     """
+    check_interval(interval_s)
     model = TopModel()
     model.add(fetch_snapshot(url))
     if once:
