@@ -21,7 +21,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from cluster.config import JobConfig
-from cluster.errors import ClusterError
+from cluster.errors import ClusterError, ConfigError
 from cluster.generation import generation_pool, run_pool, transfer_pool
 from cluster.local_ray import ray_session
 from cluster.metrics import job_metrics, serve
@@ -408,11 +408,12 @@ def scale_job(job: str, address: str | None = None, datagen: int | None = None, 
         address: the Ray cluster (``auto``, ``HOST:6379``, ``ray://HOST:10001``); None: ``auto``.
 
     Raises:
+        ConfigError: no count given, or ``address`` is not a Ray cluster address.
         ClusterError: no Ray cluster there, no such job, or a count it cannot take.
     """
     if datagen is None and trainers is None:
-        raise ClusterError("scale: give --datagen N and/or --trainers N")
-    with ray_session(address or "auto"):
+        raise ConfigError("scale: give --datagen N and/or --trainers N")
+    with ray_session(address or "auto", quiet=True):
         controller = _find(job)
         done = []
         if datagen is not None:
@@ -424,7 +425,7 @@ def scale_job(job: str, address: str | None = None, datagen: int | None = None, 
 
 def job_status(job: str, address: str | None = None) -> JobStatus:
     """A running job's status, from its controller (``address`` as in ``scale_job``)."""
-    with ray_session(address or "auto"):
+    with ray_session(address or "auto", quiet=True):
         return result(_find(job).status.remote())
 
 
