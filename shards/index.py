@@ -60,17 +60,23 @@ def parse_index(text: str, where: str) -> list[list[IndexMember]]:
     """
     lines = text.splitlines()
     header = lines[0].split() if lines else []
-    if len(header) != 2 or header[0] != INDEX_VERSION or not header[1].isdigit():
+    if len(header) != 2 or header[0] != INDEX_VERSION or not header[1].isdecimal():
         raise ShardError(f"{where}: not a DALI index (first line must be '{INDEX_VERSION} <samples>')")
     if int(header[1]) != len(lines) - 1:
         raise ShardError(f"{where}: header says {header[1]} samples, the index lists {len(lines) - 1}")
     samples = []
     for number, line in enumerate(lines[1:], 2):
         parts = line.split()
-        if not parts or len(parts) % 4 or not all(value.isdigit() for value in parts[1::4] + parts[2::4]):
+        if not parts or len(parts) % 4:
             raise ShardError(f"{where}:{number}: not an index line ('<ext> <offset> <size> <member name>' per member)")
-        members = [IndexMember(parts[i + 3], int(parts[i + 1]), int(parts[i + 2])) for i in range(0, len(parts), 4)]
-        if any(member.extension != parts[i * 4] for i, member in enumerate(members)):
-            raise ShardError(f"{where}:{number}: a member's extension does not match its name")
+        members = []
+        for start in range(0, len(parts), 4):
+            extension, offset, size, name = parts[start : start + 4]
+            if not (offset.isdecimal() and size.isdecimal()):
+                raise ShardError(f"{where}:{number}: member offsets and sizes must be decimal numbers")
+            member = IndexMember(name, int(offset), int(size))
+            if member.extension != extension:
+                raise ShardError(f"{where}:{number}: member {name!r} is listed as {extension!r}")
+            members.append(member)
         samples.append(members)
     return samples

@@ -11,10 +11,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from shards.errors import StoreFileError
+from shards.errors import ShardError, StoreFileError
 from shards.files import open_regular
 from shards.manifest import ManifestRecord
-from shards.reader import committed_shards, iter_members, stream_dirs
+from shards.reader import check_committed_shards, iter_members, stream_dirs
 
 # Per-sample fields such as a source path have as many values as samples; stop tracking new
 # values past this many so inspect stays in bounded memory on ImageNet-sized streams.
@@ -74,7 +74,9 @@ def _provenance_records(tar_path: Path, record: ManifestRecord) -> Iterator[dict
 
 def summarize_stream(stream_dir: Path) -> StreamSummary:
     """Summarize the committed shards of one stream directory."""
-    shards = committed_shards(stream_dir)
+    shards, damaged = check_committed_shards(stream_dir)
+    if damaged:
+        raise ShardError(damaged[0].reason)
     class_counts: Counter = Counter()
     provenance: dict[str, FieldSummary] = defaultdict(FieldSummary)
     for tar_path, record in shards:

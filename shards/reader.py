@@ -1,11 +1,18 @@
 """Reading committed data: shard lists from manifests, raw samples through webdataset.
 
-Every reader goes through ``committed_shards`` (or ``check_committed_shards`` where a damaged
-shard is skipped and counted), which applies cheap versions of ``verify``'s checks to each
-manifest line before anything reads the shard: the tar and its index are regular files in the
-stream directory, the tar has the manifest's size and starts with a tar header, and the index
-lists the manifest's samples, inside the tar, following the sample contract, with no key repeated
-across the stream. Only ``verify`` hashes.
+Every reader gets its shard list from the manifest through one of two functions, which check each
+manifest line against the files before anything reads them:
+
+- ``committed_shards`` (every reader; a few system calls per shard, so it can be called often): the
+  tar and its index are regular files in the stream directory (no symbolic link, device or FIFO)
+  and the tar has the manifest's size. A damaged shard is an error.
+- ``check_committed_shards`` (readers that start once: DALI's static and eval readers, inspect; and
+  ``check_shard`` for the growing reader, once per shard): also parses the index, which must list
+  the manifest's samples inside the tar, following the sample contract, with no key repeated across
+  the stream, and the tar must start with its first member's header. Damaged shards are returned
+  apart, so a reader can skip and count them.
+
+Only ``verify`` hashes and reads every member.
 
 Samples come back as raw bytes; nothing here decodes, so no pickle is ever loaded from a shard.
 Readers open files themselves and hand webdataset the open streams, never a name: webdataset's
@@ -17,7 +24,7 @@ import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 import webdataset
 from webdataset.tariterators import group_by_keys, tar_file_expander
@@ -66,11 +73,15 @@ def stream_dirs(root: Path) -> list[Path]:
 def _check_index(samples: list[list[IndexMember]], record: ManifestRecord, tar_bytes: int, where: Path) -> None:
     if len(samples) != record.samples:
         raise StoreFileError(where, f"lists {len(samples)} samples, the manifest says {record.samples}")
+    allowed_fields: set[tuple[str, ...]] = set()  # samples of a stream share a few field sets: check each once
     for number, members in enumerate(samples, 2):
         key = members[0].key
+        fields = tuple(member.extension for member in members)
         try:
             check_key(key)
-            check_fields(key, [member.extension for member in members])
+            if fields not in allowed_fields:
+                check_fields(key, list(fields))
+                allowed_fields.add(fields)
         except SampleError as error:
             raise StoreFileError(where, f"line {number}: {error}") from None
         for member in members:
@@ -94,8 +105,23 @@ def _check_first_header(block: bytes, samples: list[list[IndexMember]], path: Pa
                                    f"{first.name!r} ({first.size} bytes) at byte {first.offset}")
 
 
+def _open_committed(path: Path, record: ManifestRecord) -> BinaryIO:
+    """The shard's tar, open, after the file checks of ``committed_shards``."""
+    handle = open_regular(path, "shard")
+    size = os.fstat(handle.fileno()).st_size
+    try:
+        if size != record.bytes:
+            raise StoreFileError(path, f"shard is {size} bytes, the manifest says {record.bytes} "
+                                       "(truncated or replaced; run genint shards verify)")
+        open_regular(path.with_name(index_file_name(path.name)), "DALI index").close()
+    except BaseException:
+        handle.close()
+        raise
+    return handle
+
+
 def check_shard(path: Path, record: ManifestRecord) -> list[list[IndexMember]]:
-    """Cheap checks that a committed shard is what its manifest line says (see the module docstring).
+    """All of the reader checks on one committed shard (see the module docstring).
 
     Args:
         path: the shard's tar, inside its stream directory.
@@ -107,19 +133,15 @@ def check_shard(path: Path, record: ManifestRecord) -> list[list[IndexMember]]:
     Raises:
         StoreFileError: naming the tar or index file and the problem.
     """
-    with open_regular(path, "shard") as handle:
-        size = os.fstat(handle.fileno()).st_size
-        if size != record.bytes:
-            raise StoreFileError(path, f"shard is {size} bytes, the manifest says {record.bytes} "
-                                       "(truncated or replaced; run genint shards verify)")
+    with _open_committed(path, record) as handle:
         first_block = handle.read(TAR_BLOCK_BYTES)
     index_path = path.with_name(index_file_name(path.name))
-    text = read_regular(index_path, "DALI index", max(size, MIN_INDEX_LIMIT_BYTES))
+    text = read_regular(index_path, "DALI index", max(record.bytes, MIN_INDEX_LIMIT_BYTES))
     try:
         samples = parse_index(text.decode("utf-8"), str(index_path))
     except UnicodeDecodeError:
         raise StoreFileError(index_path, "DALI index is not UTF-8 text") from None
-    _check_index(samples, record, size, index_path)
+    _check_index(samples, record, record.bytes, index_path)
     _check_first_header(first_block, samples, path)
     return samples
 
@@ -156,12 +178,15 @@ def committed_shards(stream_dir: Path) -> list[tuple[Path, ManifestRecord]]:
     """(tar path, record) of every committed shard of a stream, in commit order.
 
     Raises:
-        ShardError: naming the first shard that fails the checks of ``check_committed_shards``.
+        ShardError: naming the first shard whose files fail the checks (see the module docstring).
     """
-    readable, damaged = check_committed_shards(stream_dir)
-    if damaged:
-        raise ShardError(damaged[0].reason)
-    return readable
+    stream_dir = Path(stream_dir)
+    shards = []
+    for record in Manifest(stream_dir).shards():
+        path = stream_dir / record.name
+        _open_committed(path, record).close()
+        shards.append((path, record))
+    return shards
 
 
 def _opened_shards(shard_paths: list[Path], handler: Callable[[Exception], bool]) -> Iterator[dict[str, Any]]:
