@@ -4,11 +4,15 @@ DeepSpeed stores the model, optimiser and LR schedule; its ``client_state`` hold
 for every rank, the sources' positions and the RNG states, so a resumed run continues the same
 sample sequence. Only rank 0 writes ``client_state``, so the ranks' states are gathered to it
 first. Every rank must call ``save`` and ``restore`` (they are collective).
+
+Everything genint puts in ``client_state`` is plain data (numbers, strings, bytes, lists, dicts,
+tensors), so checkpoints load with ``torch.load(weights_only=True)``. A save ends with a record
+of every file's sha256 and then ``latest``; a restore checks that record before DeepSpeed loads
+anything (``trainers.checkpoint_files``).
 """
 
 import logging
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,15 +20,31 @@ import torch
 import torch.distributed as dist
 
 from trainers.batches import BatchSource
+from trainers.checkpoint_files import (
+    genint_tags,
+    latest_tag_dir,
+    remove_tags,
+    tag_name,
+    verify_tag,
+    write_latest,
+    write_record,
+)
+from trainers.errors import TrainError
 
 logger = logging.getLogger(__name__)
 
-TAG_PREFIX = "step_"
-
 
 def rng_state() -> dict:
-    """The state of every RNG the step may touch (python, numpy, torch CPU and CUDA)."""
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """The state of every RNG the step may touch (python, numpy, torch CPU and CUDA), as plain data:
+    python's and numpy's tuples become ints and lists (numpy's own state holds an ndarray, which a
+    weights-only load refuses)."""
+    version, internal, gauss_next = random.getstate()
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    state = {
+        "python": [version, list(internal), gauss_next],
+        "numpy": [kind, keys.tolist(), position, has_gauss, cached_gaussian],
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -32,15 +52,13 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     """Restore what ``rng_state`` returned."""
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    kind, keys, position, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _tags(directory: Path) -> list[Path]:
-    return sorted(path for path in directory.glob(f"{TAG_PREFIX}*") if path.is_dir())
 
 
 def save(engine, directory: Path, step: int, sources: dict[str, BatchSource], keep: int) -> Path:
@@ -48,34 +66,59 @@ def save(engine, directory: Path, step: int, sources: dict[str, BatchSource], ke
     local = {"sources": {name: source.state_dict() for name, source in sources.items()}, "rng": rng_state()}
     ranks: list[dict] = [{} for _ in range(dist.get_world_size())]
     dist.all_gather_object(ranks, local)
-    tag = f"{TAG_PREFIX}{step:09d}"
-    engine.save_checkpoint(str(directory), tag=tag, client_state={"step": step, "ranks": ranks})
-    # save_checkpoint returns once this rank wrote its part; wait for all before pruning.
+    tag = tag_name(step)
+    # save_latest=False: ``latest`` moves only once the record below vouches for every file, so a
+    # kill mid-save leaves ``latest`` on the previous complete checkpoint.
+    engine.save_checkpoint(str(directory), tag=tag, client_state={"step": step, "ranks": ranks}, save_latest=False)
+    # save_checkpoint returns once this rank wrote its part; wait for all before recording and pruning.
     dist.barrier()
     if dist.get_rank() == 0:
-        for old in _tags(directory)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
+        write_record(directory / tag)
+        write_latest(directory, tag)
+        older = [path for path in genint_tags(directory) if path.name < tag]
+        remove_tags(older[: max(0, len(older) - (keep - 1))])
     return directory / tag
 
 
-def _zero_partitions(directory: Path) -> int:
-    """ZeRO optimizer partitions in the newest checkpoint: one per data-parallel rank (0 without ZeRO)."""
-    tag = (directory / "latest").read_text().strip()
-    return len(list((directory / tag).glob("*zero_pp_rank_*_optim_states.pt")))
+def _zero_partitions(tag_dir: Path) -> int:
+    """ZeRO optimizer partitions in a checkpoint: one per data-parallel rank (0 without ZeRO)."""
+    return len(list(tag_dir.glob("*zero_pp_rank_*_optim_states.pt")))
+
+
+def _checked_latest(directory: Path) -> tuple[Path | None, str | None]:
+    """(the verified step directory ``latest`` names, None when there is no ``latest``; or the refusal)."""
+    try:
+        tag_dir = latest_tag_dir(directory)
+        if tag_dir is not None:
+            verify_tag(tag_dir)
+        return tag_dir, None
+    except TrainError as error:
+        return None, str(error)
 
 
 def restore(engine, directory: Path, sources: dict[str, BatchSource]) -> int:
     """Load the newest checkpoint in ``directory`` if there is one. Returns its step (0: none).
 
-    With another worker count than the checkpoint's, the weights, step and LR schedule resume;
-    ZeRO's optimizer state does not (DeepSpeed cannot repartition it), nor do the data positions.
+    Rank 0 checks ``latest`` and the step's record and tells every rank the verdict, so all load the
+    same step or all raise the same error. With another worker count than the checkpoint's, the
+    weights, step and LR schedule resume; ZeRO's optimizer state does not (DeepSpeed cannot
+    repartition it), nor do the data positions.
+
+    Raises:
+        TrainError: ``latest`` or a file of the step it names fails the checks (not written by genint,
+            changed since, outside the directory).
     """
-    if not (directory / "latest").is_file():
+    verdict = [_checked_latest(directory) if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(verdict, src=0)
+    tag_dir, refused = verdict[0]
+    if refused is not None:
+        raise TrainError(refused)
+    if tag_dir is None:
         return 0
-    partitions = _zero_partitions(directory)
+    partitions = _zero_partitions(tag_dir)
     # Without the optimizer state DeepSpeed refills ZeRO's fp32 partitions from the loaded weights.
     keep_optimizer = partitions in (0, dist.get_world_size())
-    path, client_state = engine.load_checkpoint(str(directory), load_optimizer_states=keep_optimizer)
+    path, client_state = engine.load_checkpoint(str(directory), tag=tag_dir.name, load_optimizer_states=keep_optimizer)
     if path is None:
         return 0
     ranks = client_state["ranks"]

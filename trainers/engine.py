@@ -3,6 +3,7 @@
 import os
 import random
 import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -35,7 +36,8 @@ def build_engine(config: TrainConfig, device: torch.device):
         config: model, optimiser, schedule and DeepSpeed settings.
         device: the worker's device; CUDA selects bf16.
     Returns:
-        the DeepSpeed engine (its optimiser and LR scheduler are attached to it).
+        the DeepSpeed engine (its optimiser and LR scheduler are attached to it; its checkpoints
+        load with ``weights_only=True``).
     """
     import deepspeed  # imported late: DS_ACCELERATOR must be set before deepspeed picks its accelerator
 
@@ -52,6 +54,9 @@ def build_engine(config: TrainConfig, device: torch.device):
         config=deepspeed_config(config, use_cuda=device.type == "cuda"),
         lr_scheduler=step_schedule(config),
     )
+    from trainers.deepspeed_checkpoints import load_checkpoints_as_data  # imports deepspeed, hence late too
+
+    load_checkpoints_as_data(engine)
     return engine
 
 
@@ -72,3 +77,8 @@ def local_process_group(backend: str = "gloo") -> Iterator[None]:
         yield
     finally:
         dist.destroy_process_group()
+        # DeepSpeed caches a clone of the world group and would hand the destroyed one to the next
+        # engine built in this process (``ValueError: Group ... is not registered``).
+        groups = sys.modules.get("deepspeed.utils.groups")
+        if groups is not None:
+            groups._WORLD_GROUP = None

@@ -1,14 +1,15 @@
 """Classifiers: torchvision ResNets built from config, fine-tuned from weights, loaded for evaluation."""
 
-import pickle
 from pathlib import Path
 
 import torch
 import torchvision
 from torch import nn
 
+from trainers.checkpoint_files import MODEL_STATES_NAME, checked_tag_dir
 from trainers.errors import TrainError
 from trainers.small_cnn import SmallConvNet
+from trainers.torch_files import load_plain
 
 TORCHVISION_ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
 ARCHITECTURES = (*TORCHVISION_ARCHITECTURES, "small_cnn")
@@ -19,15 +20,15 @@ def _check_arch(arch: str) -> None:
         raise TrainError(f"model {arch!r} is not supported (choose one of {', '.join(ARCHITECTURES)})")
 
 
-def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        # weights_only: a weights file is data, never code.
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, pickle.UnpicklingError) as error:
-        raise TrainError(f"weights {path}: cannot load a state_dict ({str(error).splitlines()[0]})") from None
-    if not isinstance(state, dict):
-        raise TrainError(f"weights {path}: expected a state_dict (a dict of tensors), got {type(state).__name__}")
+def _state_dict(state: object, source: str) -> dict[str, torch.Tensor]:
+    if not isinstance(state, dict) or not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()):
+        found = type(state).__name__ if not isinstance(state, dict) else "a dict with other keys or values"
+        raise TrainError(f"weights {source}: expected a state_dict (a dict of named tensors), got {found}")
     return state
+
+
+def _load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
+    return _state_dict(load_plain(path, "weights"), str(path))
 
 
 def torchvision_weights(arch: str, name: str) -> torchvision.models.WeightsEnum:
@@ -43,9 +44,14 @@ def torchvision_weights(arch: str, name: str) -> torchvision.models.WeightsEnum:
 
 
 def check_weights(arch: str, pretrained: str | None) -> None:
-    """Raise TrainError now if ``build_model(arch, ..., pretrained)`` could not find its weights."""
+    """Raise TrainError now if ``build_model(arch, ..., pretrained)`` could not find or read its weights
+    (whether they fit the model is checked when it is built)."""
     _check_arch(arch)
-    if pretrained is not None and not Path(pretrained).is_file():
+    if pretrained is None:
+        return
+    if Path(pretrained).is_file():
+        _load_state_dict_file(Path(pretrained))
+    else:
         torchvision_weights(arch, pretrained)
 
 
@@ -93,18 +99,14 @@ def build_model(arch: str, num_classes: int, pretrained: str | None = None) -> n
 
 
 def _deepspeed_module_state(directory: Path) -> dict[str, torch.Tensor]:
-    """The model weights of one checkpoint (a step directory) or of the newest in a checkpoints directory."""
-    states = directory / "mp_rank_00_model_states.pt"
-    if not states.is_file():
-        latest = directory / "latest"
-        if not latest.is_file():
-            raise TrainError(f"checkpoint {directory}: neither a checkpoint step nor a directory with a 'latest' file")
-        states = directory / latest.read_text().strip() / "mp_rank_00_model_states.pt"
-    try:
-        # ZeRO 0/1 keeps full weights in the model-states file; it also pickles client state, hence not weights_only.
-        return torch.load(states, map_location="cpu", weights_only=False)["module"]
-    except (OSError, KeyError, RuntimeError) as error:
-        raise TrainError(f"checkpoint {states}: cannot read model weights ({str(error).splitlines()[0]})") from None
+    """The model weights of one checkpoint (a step directory) or of the newest in a checkpoints
+    directory, after its record vouched for every file (see ``trainers.checkpoint_files``)."""
+    states = checked_tag_dir(directory) / MODEL_STATES_NAME
+    # ZeRO 0/1 keeps the full weights in the model-states file, beside the (plain) client state.
+    content = load_plain(states, "checkpoint")
+    if not isinstance(content, dict) or "module" not in content:
+        raise TrainError(f"checkpoint {states}: holds no model weights ('module')")
+    return _state_dict(content["module"], str(states))
 
 
 def load_classifier(path_or_name: str | Path, arch: str, num_classes: int) -> nn.Module:

@@ -7,7 +7,6 @@ a ``UserCallback`` that forwards them over a Ray queue to the driver, where the 
 
 import logging
 import os
-import shutil
 import threading
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from trainers.callbacks import (
     TrainCallback,
     TrainResult,
 )
+from trainers.checkpoint_files import remove_checkpoints
 from trainers.config import TrainConfig
 from trainers.deepspeed_config import deepspeed_config, step_schedule
 from trainers.errors import TrainError
@@ -135,7 +135,7 @@ def train(
         callbacks: receive every rank's step reports, checkpoints and the end, in the driver.
         num_workers: data-parallel workers; None: ``config.workers``.
         use_gpu: one GPU per worker (bf16, NCCL); else CPU (fp32, gloo).
-        resume: continue from the newest checkpoint in ``output_dir``; False deletes old checkpoints first.
+        resume: continue from the newest checkpoint in ``output_dir``; False deletes the checkpoints genint wrote there first.
         worker_resources: Ray resources of each worker (e.g. ``{"CPU": 4, "trainer": 1}``); None: ``config.worker_resources``.
         should_stop: a picklable callable that rank 0 asks after every step (e.g. one reading a
             small Ray actor); True ends the run with a checkpoint before ``max_steps``, so a
@@ -150,9 +150,9 @@ def train(
     check_train_config(config, num_workers)
     output_dir = Path(output_dir).absolute()
     checkpoint_dir = output_dir / CHECKPOINT_SUBDIR
-    if not resume and checkpoint_dir.exists():
+    if not resume:
         logger.info("resume=False: removing old checkpoints in %s", checkpoint_dir)
-        shutil.rmtree(checkpoint_dir)
+        remove_checkpoints(checkpoint_dir)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     # No CPU reserved: the queue only relays small dicts.
     queue = Queue(actor_options={"num_cpus": 0})

@@ -24,7 +24,7 @@ from pytorch_pretrained_biggan.model import (
 from scipy.stats import truncnorm
 
 from datagen.errors import DatagenError
-from datagen.generators.checks import check_state_dict_keys
+from datagen.generators.checks import check_state_dict_keys, first_line, load_state_dict_file
 
 MODEL_NAMES = tuple(PRETRAINED_MODEL_ARCHIVE_MAP)
 # BigGAN-deep's latents are truncated normals cut at +-2 before scaling by the truncation.
@@ -105,17 +105,27 @@ def load_biggan(name_or_path: str, device: torch.device, precision: str = "fp32"
         DatagenError: missing files, unreadable weights, or keys that do not match the config.
     """
     config_file, weights_file, model_name = _resolve_files(name_or_path)
-    try:
-        config = BigGANConfig.from_dict(json.loads(Path(config_file).read_text()))
-        state = torch.load(weights_file, map_location="cpu", weights_only=True)
-    except (OSError, ValueError, RuntimeError, json.JSONDecodeError) as error:
-        raise DatagenError(f"BigGAN weights {name_or_path}: cannot read ({str(error).splitlines()[0]})") from None
-    model = BigGAN(config)
+    model = _model_of_config(Path(config_file))
+    state = load_state_dict_file(Path(weights_file), "BigGAN weights")
     check_state_dict_keys(model, state, f"BigGAN weights {weights_file}")
     model.load_state_dict(state)
     # A local copy is named by its content so provenance says exactly which weights made an image.
     generator_id = model_name or f"biggan-{_file_digest(weights_file)[:12]}"
     return BigGANGenerator(model, generator_id, device, precision)
+
+
+def _model_of_config(path: Path) -> BigGAN:
+    """A BigGAN of the architecture in ``config.json``, or a one-line DatagenError naming the file."""
+    try:
+        fields = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatagenError(f"BigGAN config {path}: cannot read ({first_line(error)})") from None
+    if not isinstance(fields, dict) or not set(fields) <= set(vars(BigGANConfig())):
+        raise DatagenError(f"BigGAN config {path}: not a BigGAN config (expected an object with the fields of BigGANConfig)")
+    try:
+        return BigGAN(BigGANConfig.from_dict(fields))
+    except (TypeError, ValueError, RuntimeError, ZeroDivisionError) as error:  # a field of the wrong type or range
+        raise DatagenError(f"BigGAN config {path}: not a valid BigGAN config ({first_line(error)})") from None
 
 
 def _file_digest(path: Path) -> str:

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from torch import nn
 
 from datagen.errors import DatagenError
-from datagen.generators.checks import check_state_dict_keys, first_line
+from datagen.generators.checks import check_state_dict_keys, first_line, load_state_dict_file
 from datagen.generators.cvae_config import CvaeArchitecture
 
 CONFIG_NAME = "config.json"
@@ -171,13 +171,7 @@ def load_cvae(directory: Path, device: torch.device | str = "cpu") -> CvaeGenera
     weights_path = directory / WEIGHTS_NAME
     if not weights_path.is_file():
         raise DatagenError(f"{weights_path}: CVAE weights not found (expected {WEIGHTS_NAME} beside {CONFIG_NAME})")
-    try:
-        state = torch.load(weights_path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises several types for corrupt files and refused objects
-        reason = f"{type(error).__name__}: {first_line(error)}"
-        raise DatagenError(f"{weights_path}: cannot read CVAE weights ({reason})") from None
-    if not isinstance(state, dict):
-        raise DatagenError(f"{weights_path}: expected a state_dict (got {type(state).__name__})")
+    state = load_state_dict_file(weights_path, "CVAE weights")
     model = ConditionalVae(architecture)
     check_state_dict_keys(model, state, str(weights_path))
     model.load_state_dict(state, strict=True)
