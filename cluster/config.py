@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cluster.config_yaml import MAX_NESTING, echo, parse_yaml, read_config_file, shorten
 from cluster.errors import ConfigError
 from datagen.config import DatagenConfig
 from shards.config import ShardStoreConfig
@@ -25,12 +26,15 @@ ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
 
 RESOLVED_CONFIG_FILE = "config.yaml"
 CONFIG_HASH_FILE = "config.sha256"
+MAX_NAME_CHARS = 100
+# Problems listed in one error; a file with thousands says how many more there are.
+MAX_PROBLEMS = 10
 
 
 class MetricsConfig(BaseModel):
     """Where the job's Prometheus endpoint listens."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     host: str = Field(default="127.0.0.1", description="bind address; anything but loopback exposes the metrics")
     port: int = Field(default=0, ge=0, le=65535, description="0 picks a free port (printed at start)")
@@ -39,9 +43,9 @@ class MetricsConfig(BaseModel):
 class JobConfig(BaseModel):
     """A whole genint job."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=MAX_NAME_CHARS)
     output_dir: Path
     shards: ShardStoreConfig = Field(default_factory=ShardStoreConfig)
     datagen: DatagenConfig = Field(default_factory=DatagenConfig)
@@ -79,10 +83,15 @@ def _allowed_keys(model: type[BaseModel], location: tuple) -> list[str]:
     return []
 
 
+def _dotted(location: tuple) -> str:
+    """A pydantic error location as the YAML path (a bad mapping key is named by the key itself)."""
+    return ".".join(shorten(part) for part in location if part != "[key]") or "<top level>"
+
+
 def _describe(error: dict, model: type[BaseModel]) -> str:
-    """One pydantic error as ``<path> <problem> (got <value>)``."""
+    """One pydantic error as ``<path> <problem> (got <value>)``, the value cut to a few dozen characters."""
     location = tuple(part for part in error["loc"])
-    path = ".".join(str(part) for part in location) or "<top level>"
+    path = _dotted(location)
     context = error.get("ctx", {})
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -94,40 +103,43 @@ def _describe(error: dict, model: type[BaseModel]) -> str:
         "greater_than_equal": lambda: f"must be >= {context.get('ge')}",
         "greater_than": lambda: f"must be > {context.get('gt')}",
         "less_than_equal": lambda: f"must be <= {context.get('le')}",
+        "less_than": lambda: f"must be < {context.get('lt')}",
         "literal_error": lambda: f"must be one of {context.get('expected')}",
         "string_pattern_mismatch": lambda: f"must match {context.get('pattern')}",
+        "string_too_long": lambda: f"must be at most {context.get('max_length')} characters",
+        "too_long": lambda: f"must have at most {context.get('max_length')} items",
         "path_not_directory": lambda: "must be an existing directory",
         "path_not_file": lambda: "must be an existing file",
     }.get(kind, lambda: error["msg"].removeprefix("Value error, ").replace("Input should be", "must be", 1))()
     # A whole section as "got" would swamp the line; its path says enough.
-    got = "" if isinstance(error["input"], dict) else f" (got {error['input']!r})"
+    got = "" if isinstance(error["input"], dict) else f" (got {echo(error['input'])})"
     return f"{path} {problem}{got}"
 
 
 def _set_override(raw: dict, assignment: str) -> None:
     """Apply one ``a.b.c=value`` override (value parsed as YAML, so typed) to the raw dict."""
     path, separator, text = assignment.partition("=")
+    source = f"--set {echo(assignment)}"
     if not separator or not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*", path):
-        raise ConfigError(f"--set {assignment!r}: expected KEY.PATH=VALUE, e.g. train.model=resnet18")
+        raise ConfigError(f"{source}: expected KEY.PATH=VALUE, e.g. train.model=resnet18")
     *parents, leaf = path.split(".")
+    if len(parents) >= MAX_NESTING:
+        raise ConfigError(f"{source}: the key path is deeper than {MAX_NESTING} levels")
     node = raw
     for depth, part in enumerate(parents):
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
             above = ".".join(parents[: depth + 1])
-            raise ConfigError(f"--set {assignment!r}: {above} is a value, not a section")
+            raise ConfigError(f"{source}: {above} is a value, not a section")
         node = child
-    try:
-        node[leaf] = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"--set {assignment!r}: value is not valid YAML ({error.problem})") from None
+    node[leaf] = parse_yaml(text, source, numbered=False)
 
 
 def load_config(path: Path, overrides: list[str] = (), model: type[ConfigModel] = JobConfig) -> ConfigModel:
     """Read, override and validate a job config (or another config ``model``, e.g. an experiment's).
 
     Args:
-        path: the YAML file.
+        path: the YAML file (bounded as ``cluster.config_yaml`` says).
         overrides: ``a.b.c=value`` assignments applied before validation.
         model: the pydantic model the file must satisfy.
 
@@ -135,16 +147,7 @@ def load_config(path: Path, overrides: list[str] = (), model: type[ConfigModel] 
         ConfigError: one line naming the file, the YAML path, the value and what is allowed.
     """
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise ConfigError(f"{path}: cannot read config ({error})") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: invalid YAML ({getattr(error, 'problem', error)})") from None
+    raw = read_config_file(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a config must be a YAML mapping (got {type(raw).__name__})")
     for assignment in overrides:
@@ -152,7 +155,10 @@ def load_config(path: Path, overrides: list[str] = (), model: type[ConfigModel] 
     try:
         return model.model_validate(raw)
     except ValidationError as error:
-        lines = [f"{path}: {_describe(detail, model)}" for detail in error.errors()]
+        problems = error.errors()
+        lines = [f"{path}: {_describe(detail, model)}" for detail in problems[:MAX_PROBLEMS]]
+        if len(problems) > MAX_PROBLEMS:
+            lines.append(f"and {len(problems) - MAX_PROBLEMS} more problems")
         raise ConfigError("\n".join(lines)) from None
 
 

@@ -1,7 +1,7 @@
 """Configuration of the generation service: generator, directions, strategy and the actor pool."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -14,14 +14,16 @@ from pydantic import (
 
 from datagen.directions import DirectionsConfig
 from datagen.generators.cvae_config import CvaeTrainConfig
+from datagen.limits import MAX_ACTORS, MAX_BATCH_SIZE, MAX_CLASSES, MAX_SAMPLES, MAX_SEED
 from datagen.strategies import StrategyConfig
 from datagen.transfer_stage import TransferStageConfig
+from shards.config import StreamName
 
 
 class GeneratorConfig(BaseModel):
     """Which generator makes the images and where its weights come from."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     kind: Literal["biggan", "cvae"] = "biggan"
     weights: str | None = Field(
@@ -31,15 +33,15 @@ class GeneratorConfig(BaseModel):
     )
     precision: Literal["fp32", "bf16", "fp16"] = Field(default="bf16", description="on CUDA; CPU always runs fp32")
     train: CvaeTrainConfig = Field(default_factory=CvaeTrainConfig, description="`genint generator train` (CVAE)")
-    train_stream: str = Field(default="original", description="the stream the CVAE is trained on")
+    train_stream: StreamName = Field(default="original", description="the stream the CVAE is trained on")
 
 
 class DatagenConfig(BaseModel):
     """The generator actor pool and what each actor generates."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    actors: NonNegativeInt = Field(default=1, description="generator actors; 0 turns generation off")
+    actors: NonNegativeInt = Field(default=1, le=MAX_ACTORS, description="generator actors; 0 turns generation off")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     start: Literal["with_training", "after_trainer_ready"] = Field(
         default="with_training",
@@ -53,11 +55,13 @@ class DatagenConfig(BaseModel):
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     directions: DirectionsConfig = Field(default_factory=DirectionsConfig)
     strategy: StrategyConfig = Field(default_factory=lambda: StrategyConfig(preset="paper"))
-    stream: str = Field(default="interventional", pattern=r"^[A-Za-z0-9_]+$")
-    classes: list[NonNegativeInt] | None = Field(default=None, description="classes to generate; default all")
-    seeds_per_unit: PositiveInt = Field(default=10, description="seeds per work unit (the unit of resume)")
-    seed: int = Field(default=0, description="job seed: with the unit it fixes every latent and offset")
-    batch_size: PositiveInt = Field(default=32, description="images per generator forward pass")
+    stream: StreamName = "interventional"
+    classes: list[Annotated[NonNegativeInt, Field(lt=MAX_CLASSES)]] | None = Field(
+        default=None, max_length=MAX_CLASSES, description="classes to generate; default all"
+    )
+    seeds_per_unit: PositiveInt = Field(default=10, le=MAX_SAMPLES, description="seeds per work unit (the unit of resume)")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="job seed: with the unit it fixes every latent and offset")
+    batch_size: PositiveInt = Field(default=32, le=MAX_BATCH_SIZE, description="images per generator forward pass")
     image_format: Literal["jpg", "png"] = "jpg"
     jpeg_quality: int = Field(default=95, ge=1, le=100)
     transfer: TransferStageConfig = Field(default_factory=TransferStageConfig, description="X_itr: style transfer actors")

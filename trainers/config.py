@@ -1,6 +1,7 @@
 """Configuration of training: the model, the streams mixed in each step (Eq. 1), the objective,
 the optimiser and its schedule, checkpoints and the DeepSpeed pass-through."""
 
+import math
 from typing import Any, Literal
 
 from pydantic import (
@@ -14,20 +15,30 @@ from pydantic import (
     field_validator,
 )
 
+from shards.config import StreamName
 from trainers.data.config import LoaderConfig
+from trainers.limits import (
+    MAX_BATCH_SIZE,
+    MAX_CLASSES,
+    MAX_RETAINED,
+    MAX_SEED,
+    MAX_STEPS,
+    MAX_TIMEOUT_S,
+    MAX_WORKERS,
+)
 
 
 class StreamConfig(BaseModel):
     """One stream's share of every step and its weight in the loss."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    batch_size: NonNegativeInt = Field(description="samples per step; 0 never reads the stream")
+    batch_size: NonNegativeInt = Field(le=MAX_BATCH_SIZE, description="samples per step; 0 never reads the stream")
     loss_weight: NonNegativeFloat = Field(default=1.0, description="lambda of this stream in Eq. 1")
     when_short: Literal["wait", "reuse", "skip"] = Field(
         default="wait", description="what a step does when a growing stream has too little data"
     )
-    wait_timeout_s: PositiveFloat = 600.0
+    wait_timeout_s: PositiveFloat = Field(default=600.0, le=MAX_TIMEOUT_S)
     augment: Literal["standard", "additional"] = Field(
         default="standard", description="standard: random-resized crop + flip; additional: also rotation and colour jitter"
     )
@@ -36,75 +47,88 @@ class StreamConfig(BaseModel):
 class ObjectiveConfig(BaseModel):
     """Which loss turns the mixed batch's logits into the training loss."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: Literal["cross_entropy_mix", "irm"] = Field(
         default="cross_entropy_mix",
         description="cross_entropy_mix: Eq. 1; irm: Eq. 1 plus the IRMv1 penalty with each stream an environment",
     )
     irm_weight: NonNegativeFloat = Field(default=1.0, description="irm: penalty weight once annealing is over")
-    irm_anneal_steps: NonNegativeInt = Field(default=0, description="irm: steps with penalty weight 1 before irm_weight")
+    irm_anneal_steps: NonNegativeInt = Field(default=0, le=MAX_STEPS, description="irm: steps with penalty weight 1 before irm_weight")
 
 
 class OptimizerConfig(BaseModel):
     """The optimiser and its learning-rate schedule."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: Literal["sgd", "adamw"] = Field(default="sgd", description="sgd: the paper's; adamw: with linear warm-up")
     lr: PositiveFloat = Field(default=0.1, description="peak learning rate")
     momentum: NonNegativeFloat = Field(default=0.9, description="sgd momentum")
     weight_decay: NonNegativeFloat = Field(default=1e-4)
-    decay_every: PositiveInt = Field(default=30, description="sgd: multiply lr by decay_factor every this many units")
+    decay_every: PositiveInt = Field(default=30, le=MAX_STEPS, description="sgd: multiply lr by decay_factor every this many units")
     decay_unit: Literal["epochs", "steps"] = Field(default="epochs", description="unit of decay_every")
     decay_factor: PositiveFloat = Field(default=0.1, le=1.0, description="sgd: lr multiplier at each decay")
-    warmup_steps: NonNegativeInt = Field(default=0, description="adamw: steps of linear warm-up to lr")
+    warmup_steps: NonNegativeInt = Field(default=0, le=MAX_STEPS, description="adamw: steps of linear warm-up to lr")
 
 
 class TrainConfig(BaseModel):
     """The classifier, its stream mix and how it is optimised and checkpointed."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "small_cnn"] = Field(
         default="resnet152", description="a torchvision ResNet, or small_cnn (three conv blocks, for small images)"
     )
-    num_classes: PositiveInt = Field(default=1000, description="classifier outputs")
+    num_classes: PositiveInt = Field(default=1000, le=MAX_CLASSES, description="classifier outputs")
     pretrained: str | None = Field(
         default=None,
         description="fine-tune from torchvision weights by name (e.g. IMAGENET1K_V2) or a local state_dict file",
     )
-    streams: dict[str, StreamConfig] = Field(
+    streams: dict[StreamName, StreamConfig] = Field(
         default_factory=lambda: {"original": StreamConfig(batch_size=256)}
     )
     data: LoaderConfig = Field(default_factory=LoaderConfig)
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
     optimizer: OptimizerConfig = Field(default_factory=OptimizerConfig)
-    max_steps: PositiveInt = Field(default=1000, description="optimiser steps of the whole run (across resumes)")
+    max_steps: PositiveInt = Field(default=1000, le=MAX_STEPS, description="optimiser steps of the whole run (across resumes)")
     steps_per_epoch: PositiveInt | None = Field(
-        default=None, description="steps that make an epoch; needed when optimizer.decay_unit is epochs"
+        default=None, le=MAX_STEPS, description="steps that make an epoch; needed when optimizer.decay_unit is epochs"
     )
     zero_stage: Literal[0, 1] = Field(default=1, description="DeepSpeed ZeRO stage")
     gradient_clipping: NonNegativeFloat = Field(default=0.0, description="max gradient norm; 0 disables clipping")
     channels_last: bool = Field(default=True, description="CUDA only: NHWC memory format for convolutions")
-    seed: NonNegativeInt = Field(default=0, description="seeds model init, RNGs and the loaders")
-    checkpoint_every_steps: PositiveInt = Field(default=1000, description="save a checkpoint every this many steps")
-    keep_checkpoints: PositiveInt = Field(default=2, description="newest checkpoints kept on disk")
+    seed: NonNegativeInt = Field(default=0, le=MAX_SEED, description="seeds model init, RNGs and the loaders")
+    checkpoint_every_steps: PositiveInt = Field(default=1000, le=MAX_STEPS, description="save a checkpoint every this many steps")
+    keep_checkpoints: PositiveInt = Field(default=2, le=MAX_RETAINED, description="newest checkpoints kept on disk")
     report_every_steps: PositiveInt = Field(
-        default=10, description="steps between worker reports to the driver (each report syncs the workers)"
+        default=10, le=MAX_STEPS, description="steps between worker reports to the driver (each report syncs the workers)"
     )
     workers: PositiveInt = Field(
-        default=1, description="Ray Train workers (data-parallel ranks); a change resumes from the latest checkpoint"
+        default=1, le=MAX_WORKERS, description="Ray Train workers (data-parallel ranks); a change resumes from the latest checkpoint"
     )
     worker_resources: dict[str, NonNegativeFloat] | None = Field(
         default=None, description="Ray resources of each worker, e.g. {CPU: 4, trainer: 1}; None: Ray Train's default"
     )
     max_failures: NonNegativeInt = Field(
-        default=3, description="worker-group restarts (from the latest checkpoint) before the run fails"
+        default=3, le=MAX_RETAINED, description="worker-group restarts (from the latest checkpoint) before the run fails"
     )
     deepspeed: dict[str, Any] = Field(
         default_factory=dict, description="extra DeepSpeed config keys, merged last over the derived config"
     )
+
+    @field_validator("deepspeed")
+    @classmethod
+    def _deepspeed_numbers_are_finite(cls, section: dict[str, Any]) -> dict[str, Any]:
+        # Free-form, but it becomes DeepSpeed's JSON config, which has no inf or nan.
+        pending = [("deepspeed", section)]
+        while pending:  # the loader bounds the section's size and depth
+            path, value = pending.pop()
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"must hold only finite numbers (train.{path} is {value})")
+            children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+            pending.extend((f"{path}.{key}", child) for key, child in children)
+        return section
 
     @field_validator("streams")
     @classmethod

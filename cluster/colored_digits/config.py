@@ -1,14 +1,22 @@
 """The Colored Digits experiment's config: data splits, the CVAE, both sampling strategies, the arms' training."""
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
+from cluster.config import MAX_NAME_CHARS
 from datagen.directions import DirectionsConfig
 from datagen.generators.cvae_config import CvaeTrainConfig
+from datagen.limits import MAX_ACTORS, MAX_SEED
 from datagen.strategies import StrategyConfig
 from trainers.config import ObjectiveConfig, TrainConfig
+from trainers.limits import MAX_BATCH_SIZE
+from trainers.limits import MAX_SEED as MAX_TRAIN_SEED
+
+# The 1,797 digits are held in memory at this side: 256 px is already ~1 GB of float pixels.
+MAX_DIGITS_IMAGE_SIZE_PX = 256
+MAX_SEEDS_PER_ARM = 100
 
 ArmName = Literal["original", "observational", "interventional", "irm"]
 ARMS: tuple[ArmName, ...] = ("original", "observational", "interventional", "irm")
@@ -17,10 +25,10 @@ ARMS: tuple[ArmName, ...] = ("original", "observational", "interventional", "irm
 class DigitsDataConfig(BaseModel):
     """How the 1,797 digits become a confounded training set and two test sets."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    seed: int = Field(default=0, description="fixes the palette, the splits and every background draw")
-    image_size: PositiveInt = Field(default=32, description="side of the RGB images, px (upsampled from 8x8)")
+    seed: int = Field(default=0, ge=0, le=MAX_SEED, description="fixes the palette, the splits and every background draw")
+    image_size: PositiveInt = Field(default=32, le=MAX_DIGITS_IMAGE_SIZE_PX, description="side of the RGB images, px (upsampled from 8x8)")
     confounded_test_fraction: float = Field(default=0.2, gt=0, lt=0.5, description="share of the digits in the confounded test set")
     causal_test_fraction: float = Field(default=0.2, gt=0, lt=0.5, description="share of the digits in the causal test set")
 
@@ -28,11 +36,12 @@ class DigitsDataConfig(BaseModel):
 class ExperimentConfig(BaseModel):
     """Everything one Colored Digits run needs; each arm and seed becomes one genint job."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=MAX_NAME_CHARS)
     output_dir: Path
-    seeds: list[NonNegativeInt] = Field(default=[0, 1, 2], min_length=1, description="classifier seeds per arm")
+    seeds: list[Annotated[NonNegativeInt, Field(le=MAX_TRAIN_SEED)]] = Field(
+        default=[0, 1, 2], min_length=1, max_length=MAX_SEEDS_PER_ARM, description="classifier seeds per arm")
     arms: list[ArmName] = Field(default=list(ARMS), min_length=1)
     data: DigitsDataConfig = Field(default_factory=DigitsDataConfig)
     generator: CvaeTrainConfig = Field(default_factory=CvaeTrainConfig, description="the CVAE, trained on the training set")
@@ -40,8 +49,8 @@ class ExperimentConfig(BaseModel):
     observational: StrategyConfig = Field(default_factory=lambda: StrategyConfig(kind="observational", truncation=1.0, seeds_per_class=200))
     interventional: StrategyConfig = Field(default_factory=lambda: StrategyConfig(
         kind="intervention", truncation=1.0, top_k=2, components_per_seed=2, offsets_per_component=1, ranges="spread", seeds_per_class=100))
-    datagen_actors: PositiveInt = Field(default=1, description="generator actors writing the two generated streams")
-    batch_size: PositiveInt = Field(default=64, description="images per step; IRM takes half from each colour environment")
+    datagen_actors: PositiveInt = Field(default=1, le=MAX_ACTORS, description="generator actors writing the two generated streams")
+    batch_size: PositiveInt = Field(default=64, le=MAX_BATCH_SIZE, description="images per step; IRM takes half from each colour environment")
     train: TrainConfig = Field(description="the classifier and its optimisation; each arm sets streams, objective and seed")
     irm: ObjectiveConfig = Field(default_factory=lambda: ObjectiveConfig(name="irm", irm_weight=10.0, irm_anneal_steps=50))
 

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from datagen.limits import MAX_BATCH_SIZE, MAX_IMAGE_SIZE_PX, MAX_ITERATIONS, MAX_SEED
 from datagen.transfer.vgg import VGG19_CONV_NAMES
 
 ConvName = Literal[VGG19_CONV_NAMES]  # type: ignore[valid-type]
@@ -28,7 +29,7 @@ ConvName = Literal[VGG19_CONV_NAMES]  # type: ignore[valid-type]
 class TransferConfig(BaseModel):
     """How natural images (content) take on the look of interventional images (style)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     vgg_weights: str = Field(
         default="IMAGENET1K_V1",
@@ -43,16 +44,17 @@ class TransferConfig(BaseModel):
     lr: PositiveFloat = 1.0
     max_iter: PositiveInt = Field(
         default=10,
+        le=MAX_ITERATIONS,
         description="L-BFGS iterations per optimizer.step call in the one-image reference loop; the batched "
         "optimiser carries its history across calls, so its iterates do not depend on this",
     )
-    history_size: PositiveInt = 100
-    min_steps: PositiveInt = 20
-    max_steps: PositiveInt = 70
-    seed: NonNegativeInt = Field(default=0, description="with the pair's keys, fixes each pair's step count")
-    optimise_size: PositiveInt = Field(default=512, description="square side (px) the images are optimised at")
-    save_size: PositiveInt = Field(default=256, description="square side (px) of the written image")
-    batch_size: PositiveInt = Field(default=8, description="pairs optimised together in one L-BFGS problem")
+    history_size: PositiveInt = Field(default=100, le=MAX_ITERATIONS)
+    min_steps: PositiveInt = Field(default=20, le=MAX_ITERATIONS)
+    max_steps: PositiveInt = Field(default=70, le=MAX_ITERATIONS)
+    seed: NonNegativeInt = Field(default=0, le=MAX_SEED, description="with the pair's keys, fixes each pair's step count")
+    optimise_size: PositiveInt = Field(default=512, le=MAX_IMAGE_SIZE_PX, description="square side (px) the images are optimised at")
+    save_size: PositiveInt = Field(default=256, le=MAX_IMAGE_SIZE_PX, description="square side (px) of the written image")
+    batch_size: PositiveInt = Field(default=8, le=MAX_BATCH_SIZE, description="pairs optimised together in one L-BFGS problem")
     image_format: Literal["jpg", "png"] = "jpg"
     jpeg_quality: int = Field(default=95, ge=1, le=100)
 

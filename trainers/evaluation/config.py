@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
 from trainers.data.config import LoaderConfig
+from trainers.limits import MAX_BATCH_SIZE, MAX_IMAGE_SIZE_PX
 
 
 class EvalConfig(BaseModel):
@@ -15,12 +16,12 @@ class EvalConfig(BaseModel):
     loader config so the model sees the normalisation it was trained with.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     loader: LoaderConfig = Field(default_factory=LoaderConfig)
-    batch_size: PositiveInt = 64
+    batch_size: PositiveInt = Field(default=64, le=MAX_BATCH_SIZE)
     objectnet_border_px: NonNegativeInt = Field(
-        default=2, description="pixels cut from each side of ObjectNet images (their 1-px red border) before resizing"
+        default=2, le=MAX_IMAGE_SIZE_PX, description="pixels cut from each side of ObjectNet images (their 1-px red border) before resizing"
     )
     objectnet_unmapped: Literal["error", "skip"] = Field(
         default="error", description="a folder outside the 113 ImageNet-overlapping classes: fail, or leave it out"
