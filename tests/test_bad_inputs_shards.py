@@ -38,7 +38,6 @@ from tests.store_helpers import (
     replace_shard,
     save_small_classifier,
     truncate,
-    write_manifest,
 )
 
 pytestmark = pytest.mark.timeout(120)

@@ -12,27 +12,12 @@ from pathlib import Path
 
 from nvidia.dali import fn, pipeline_def
 
-from shards.errors import ShardError
-from shards.manifest import ManifestRecord
-from shards.reader import DamagedShard, check_committed_shards
+from shards.reader import check_committed_shards
 from trainers.data.config import LoaderConfig
 from trainers.data.decode import EncodedSample
 from trainers.errors import TrainError
 
 _READER = "reader"
-
-
-def intact_shards(stream_dir: Path) -> tuple[list[tuple[Path, ManifestRecord]], list[DamagedShard]]:
-    """Split a stream's committed shards into (intact, damaged) with the store's reader checks.
-
-    A damaged shard (missing, truncated, not a regular file, without a valid ``.idx``, breaking the
-    sample contract: see ``shards.reader.check_shard``) is never handed to DALI, whose reader would
-    fail on it mid-epoch or read what its index points at.
-    """
-    try:
-        return check_committed_shards(stream_dir)
-    except ShardError as error:
-        raise TrainError(str(error)) from None
 
 
 def parse_label(raw: bytes) -> int | None:
@@ -58,7 +43,10 @@ class StaticReader:
 
     def __init__(self, stream: str, stream_dir: Path, batch_size: int, loader: LoaderConfig,
                  rank: int, world_size: int, seed: int):
-        intact, damaged = intact_shards(stream_dir)
+        # The store's reader checks: a damaged shard (missing, truncated, not a regular file, without a
+        # valid index, breaking the sample contract) is never handed to DALI, whose reader would fail
+        # on it mid-epoch or read whatever its index points at.
+        intact, damaged = check_committed_shards(stream_dir)
         if damaged and loader.on_bad_sample == "fail":
             raise TrainError(
                 f"stream {stream}: {len(damaged)} damaged shards, first {damaged[0].reason}; run `genint shards verify`, "
