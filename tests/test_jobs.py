@@ -39,7 +39,8 @@ def genint(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def head():
     """A Ray head (``ray start --head --block``) in its own process group, so stopping it touches
-    no other Ray on this machine; yields the client environment (address, token, empty HOME)."""
+    no other Ray on this machine; yields the client environment (address, token, empty HOME), the
+    temporary root and the head's GCS address (what `genint scale` / `top JOB` take)."""
     root = Path(tempfile.mkdtemp(prefix="gj", dir="/tmp"))  # Ray's socket paths must stay short
     token = secrets.token_hex(16)
     gcs, dashboard, client_server, agent = _free_ports(4)
@@ -60,7 +61,7 @@ def head():
         while genint("list", env=client_env).returncode != 0:
             assert process.poll() is None and time.monotonic() < deadline, (root / "head.log").read_text()[-2000:]
             time.sleep(2)
-        yield client_env, root
+        yield client_env, root, f"127.0.0.1:{gcs}"
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -103,7 +104,7 @@ def _wait_for(job: str, env: dict, wanted: set[str], timeout: float = 150) -> st
 
 
 def test_submit_succeeds_and_logs_show_progress(head):
-    env, root = head
+    env, root, _ = head
     config = _tiny_config(root)
     bad = genint("submit", str(config), "--set", "train.streams.original.batch_size=-1", env=env)
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1
@@ -125,7 +126,7 @@ def test_submit_succeeds_and_logs_show_progress(head):
 
 
 def test_stop_ends_a_long_job(head):
-    env, root = head
+    env, root, _ = head
     submitted = genint("submit", str(root / "job.yaml"), "--set", "train.max_steps=1000000",
                        "--set", f"output_dir={root / 'long'}", env=env)
     assert submitted.returncode == 0, submitted.stderr
@@ -138,7 +139,7 @@ def test_stop_ends_a_long_job(head):
 
 @pytest.mark.parametrize("case", ["wrong address", "missing token", "wrong token", "unknown job"])
 def test_errors_are_one_line(head, case):
-    env, _ = head
+    env, _, _ = head
     env = dict(env)
     expected = {
         "wrong address": "cannot reach a Ray dashboard at http://127.0.0.1:",
@@ -156,3 +157,24 @@ def test_errors_are_one_line(head, case):
     assert result.returncode == 1
     assert result.stderr.startswith("genint: error: ") and result.stderr.count("\n") == 1, result.stderr
     assert expected in result.stderr
+
+
+@pytest.mark.parametrize("command", ["scale", "top"])
+@pytest.mark.parametrize("case", ["missing token", "wrong token", "right token"])
+def test_scale_and_top_send_the_token_and_say_when_it_is_missing_or_rejected(head, command, case):
+    env, _, gcs = head
+    env = {key: value for key, value in env.items() if key != "RAY_ADDRESS"}
+    if case == "missing token":
+        del env["RAY_AUTH_TOKEN"]
+    elif case == "wrong token":
+        env["RAY_AUTH_TOKEN"] = "0" * 32
+    arguments = ["--datagen", "2"] if command == "scale" else ["--once"]
+    result = genint(command, "nojob", "--address", gcs, *arguments, env=env)
+    expected = {
+        "missing token": f"genint: error: Ray cluster at {gcs} requires a token and none was sent: set RAY_AUTH_TOKEN",
+        "wrong token": f"genint: error: Ray cluster at {gcs} rejected the token: set RAY_AUTH_TOKEN",
+        # Connected with the token: the cluster answered that no such job runs there.
+        "right token": "genint: error: no running job 'nojob' on this Ray cluster",
+    }[case]
+    assert result.returncode == 1
+    assert result.stderr.startswith(expected) and result.stderr.count("\n") == 1, result.stderr
