@@ -28,7 +28,7 @@ RESOLVED_CONFIG_FILE = "config.yaml"
 CONFIG_HASH_FILE = "config.sha256"
 MAX_NAME_CHARS = 100
 # Problems listed in one error; a file with thousands says how many more there are.
-MAX_PROBLEMS = 10
+MAX_PROBLEMS = 3
 
 
 class MetricsConfig(BaseModel):
@@ -85,7 +85,7 @@ def _allowed_keys(model: type[BaseModel], location: tuple) -> list[str]:
 
 def _dotted(location: tuple) -> str:
     """A pydantic error location as the YAML path (a bad mapping key is named by the key itself)."""
-    return ".".join(shorten(part) for part in location if part != "[key]") or "<top level>"
+    return ".".join(shorten(part) for part in location if part != "[key]")
 
 
 def _describe(error: dict, model: type[BaseModel]) -> str:
@@ -113,7 +113,8 @@ def _describe(error: dict, model: type[BaseModel]) -> str:
     }.get(kind, lambda: error["msg"].removeprefix("Value error, ").replace("Input should be", "must be", 1))()
     # A whole section as "got" would swamp the line; its path says enough.
     got = "" if isinstance(error["input"], dict) else f" (got {echo(error['input'])})"
-    return f"{path} {problem}{got}"
+    # A check across fields (a model validator) has no location: its message names the fields.
+    return f"{path} {problem}{got}" if path else f"{problem}{got}"
 
 
 def _set_override(raw: dict, assignment: str) -> None:
