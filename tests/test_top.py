@@ -10,9 +10,17 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 from rich.console import Console
 
-from cluster.errors import ClusterError
+from cluster.errors import ClusterError, ConfigError
 from cluster.metrics import JobMetrics, job_metrics, serve
-from cluster.top import TopModel, fetch_snapshot, interval_rates, render, sparkline
+from cluster.top import (
+    TopModel,
+    check_interval,
+    fetch_snapshot,
+    interval_rates,
+    parse_snapshot,
+    render,
+    sparkline,
+)
 
 GENINT = Path(sys.executable).parent / "genint"
 
@@ -151,6 +159,24 @@ def test_unreachable_and_foreign_endpoints_are_errors():
     with pytest.raises(ClusterError, match="serves no genint_ metrics"):
         fetch_snapshot(f"http://127.0.0.1:{server.server_port}/metrics")
     server.shutdown()
+
+
+def test_series_without_the_label_top_sums_by_are_refused():
+    assert parse_snapshot('genint_loss{job="j",stream="s"} 1.5\n', 0.0).losses == {"s": 1.5}
+    with pytest.raises(ValueError, match="series genint_loss has no 'stream' label \\(labels: job\\)"):
+        parse_snapshot('genint_loss{job="j"} 1.5\n', 0.0)
+    with pytest.raises(ValueError, match="series genint_actor_restarts_total has no 'pool' label"):
+        parse_snapshot('genint_actor_restarts_total{job="j"} 1\n', 0.0)
+
+
+@pytest.mark.parametrize("seconds", [float("inf"), float("nan"), 0.0, -1.0, 3601.0])
+def test_intervals_that_cannot_be_slept_are_refused(seconds):
+    with pytest.raises(ConfigError, match="--interval must be a number of seconds > 0 and <= 3600"):
+        check_interval(seconds)
+
+
+def test_usable_intervals_pass():
+    assert check_interval(0.1) == 0.1 and check_interval(3600.0) == 3600.0
 
 
 def test_cli_once_prints_streams_and_figures(running_job):
