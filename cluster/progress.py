@@ -43,6 +43,9 @@ def progress_board() -> Iterator[Callable[[str], Callable[[int, int], None]]]:
 
     try:
         yield add
+    except BaseException:
+        progress.live.transient = True  # the bar goes: the error that follows is the one line left
+        raise
     finally:
         progress.stop()
 
