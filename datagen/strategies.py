@@ -23,6 +23,7 @@ from pydantic import (
 
 from datagen.directions import Directions
 from datagen.errors import DatagenError
+from datagen.limits import MAX_DIMENSIONS, MAX_SAMPLES
 
 # The reference ranges were hand-tuned for this generator's top 60 directions.
 REFERENCE_RANGES_GENERATOR = "biggan-deep-256"
@@ -43,21 +44,21 @@ PRESETS: dict[str, dict] = {
 class StrategyConfig(BaseModel):
     """A strategy: a preset name, optionally with fields overridden, or every field spelled out."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     preset: Literal["paper", "none", "weak", "medium", "strong", "gan-augmentation"] | None = None
     kind: Literal["intervention", "observational"] = "intervention"
     truncation: float = Field(default=1.0, gt=0, le=1, description="t: scales the latents and picks BigGAN's batch-norm statistics")
-    top_k: PositiveInt = Field(default=60, description="k: components are chosen among the top k")
+    top_k: PositiveInt = Field(default=60, le=MAX_DIMENSIONS, description="k: components are chosen among the top k")
     scale: NonNegativeFloat = Field(default=1.0, description="s: offsets are drawn within s x each component's range")
-    components_per_seed: PositiveInt = Field(default=5, description="components chosen per seed; one image each")
-    offsets_per_component: PositiveInt = 1
+    components_per_seed: PositiveInt = Field(default=5, le=MAX_DIMENSIONS, description="components chosen per seed; one image each")
+    offsets_per_component: PositiveInt = Field(default=1, le=MAX_DIMENSIONS)
     offset_range: tuple[float, float] | None = Field(default=None, description="fixed offset interval instead of per-component ranges")
     ranges: Literal["auto", "reference", "spread"] = Field(
         default="auto", description="per-component ranges: the reference code's (BigGAN-deep-256) or from the latents' spread"
     )
     spread_factor: NonNegativeFloat = Field(default=3.0, description="spread ranges are +- this many stdevs along the direction")
-    seeds_per_class: PositiveInt = 1000
+    seeds_per_class: PositiveInt = Field(default=1000, le=MAX_SAMPLES)
 
     @model_validator(mode="before")
     @classmethod

@@ -25,10 +25,12 @@ from pydantic import (
 
 from datagen.errors import DatagenError
 from datagen.generators.loading import pick_device
+from datagen.limits import MAX_ACTORS, MAX_SAMPLES, MAX_TIMEOUT_S
 from datagen.transfer.config import TransferConfig
 from datagen.transfer.samples import transfer_samples
 from datagen.transfer.vgg import load_vgg_features
 from datagen.unit_writer import UnitReport, UnitWriter
+from shards.config import StreamName
 from shards.manifest import Manifest
 from shards.reader import committed_shards, iter_samples
 
@@ -36,16 +38,16 @@ from shards.reader import committed_shards, iter_samples
 class TransferStageConfig(BaseModel):
     """The transfer actor pool and what it reads and writes."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    actors: NonNegativeInt = Field(default=0, description="transfer actors; 0 turns transfer off")
-    content_stream: str = "original"
-    style_stream: str = "interventional"
-    stream: str = Field(default="transferred", pattern=r"^[A-Za-z0-9_]+$")
-    samples_per_unit: PositiveInt = 16
-    max_samples: PositiveInt | None = Field(default=None, description="transfer only the first N content samples")
-    style_pool_units: PositiveInt = Field(default=4, description="generation units whose images form the style pool")
-    style_wait_timeout_s: PositiveFloat = 3600.0
+    actors: NonNegativeInt = Field(default=0, le=MAX_ACTORS, description="transfer actors; 0 turns transfer off")
+    content_stream: StreamName = "original"
+    style_stream: StreamName = "interventional"
+    stream: StreamName = "transferred"
+    samples_per_unit: PositiveInt = Field(default=16, le=MAX_SAMPLES)
+    max_samples: PositiveInt | None = Field(default=None, le=MAX_SAMPLES, description="transfer only the first N content samples")
+    style_pool_units: PositiveInt = Field(default=4, le=MAX_SAMPLES, description="generation units whose images form the style pool")
+    style_wait_timeout_s: PositiveFloat = Field(default=3600.0, le=MAX_TIMEOUT_S)
     gatys: TransferConfig = Field(default_factory=TransferConfig)
 
 
