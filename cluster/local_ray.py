@@ -50,7 +50,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, quiet: 
     The embedded instance binds every server it starts (GCS, raylet, workers, agents, dashboard) to
     127.0.0.1; a cluster's binding is its own configuration. The local dashboard exists because Ray
     Train's placement-group cleaner needs its state API. ``quiet``: a short client (``genint scale``,
-    ``top``) whose stderr should hold only its own error line, without Ray's INFO lines.
+    ``top``) whose stderr should hold only its own error line, without Ray's INFO and WARNING lines.
 
     Raises:
         ConfigError: ``address`` is not a Ray cluster address.
@@ -61,7 +61,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, quiet: 
         return
     with ExitStack() as settings:
         if address:
-            _connect(address, settings, logging_level=logging.WARNING if quiet else logging.INFO)
+            _connect(address, settings, logging_level=logging.ERROR if quiet else logging.INFO)
         elif os.environ.get("RAY_ADDRESS"):
             # A Ray job's driver: Ray put its cluster's address in RAY_ADDRESS.
             _init(None, "the Ray cluster in RAY_ADDRESS")
@@ -181,11 +181,11 @@ def _connect(address: str, settings: ExitStack, logging_level: int) -> None:
     scheme, host, port = cluster_address(address)
     target = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     token = cluster_token()
+    _check_ray_server(target, token, client=scheme == "ray")
     if scheme == "ray":
-        _check_client_server(target)
+        settings.enter_context(_token_mode(token))
         _init(f"ray://{target}", f"the Ray client server at ray://{target}", logging_level=logging_level)
         return
-    _check_gcs(target, token)
     if not services.find_node_ids():
         raise ClusterError(f"{target} is a Ray cluster's GCS, and a GCS address works only on one of its "
                            f"nodes; no Ray node runs on this machine: use ray://{host}:10001 (Ray client)")
@@ -195,40 +195,35 @@ def _connect(address: str, settings: ExitStack, logging_level: int) -> None:
     _init(target, f"the Ray cluster at {target}", logging_level=logging_level)
 
 
-def _check_gcs(target: str, token: str | None) -> None:
-    """One GetClusterId call to the GCS at ``target`` within CONNECT_TIMEOUT_S.
+def _check_ray_server(target: str, token: str | None, client: bool) -> None:
+    """One cheap call within CONNECT_TIMEOUT_S: GetClusterId to a GCS, or a ping (ClusterInfo) to a
+    Ray client server, with the token as Ray sends it.
 
     Raises:
-        ClusterError: nothing answers, it is no Ray GCS, or it refuses the token.
+        ClusterError: nothing answers, it is not that Ray server, or it refuses the token.
     """
     import grpc
-    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+    from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc, ray_client_pb2, ray_client_pb2_grpc
 
     metadata = [("authorization", f"Bearer {token}")] if token else None
+    where, kind = (f"ray://{target}", "Ray client server") if client else (target, "Ray cluster's GCS")
     with grpc.insecure_channel(target) as channel:
-        stub = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel)
+        if client:
+            call = ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo
+            request = ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING)
+        else:
+            call = gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId
+            request = gcs_service_pb2.GetClusterIdRequest()
         try:
-            stub.GetClusterId(gcs_service_pb2.GetClusterIdRequest(), timeout=CONNECT_TIMEOUT_S, metadata=metadata)
+            call(request, timeout=CONNECT_TIMEOUT_S, metadata=metadata)
         except grpc.RpcError as error:
             code = error.code()
             if code == grpc.StatusCode.UNAUTHENTICATED:
-                raise ClusterError(refused_token_line(target, token is not None)) from None
+                raise ClusterError(refused_token_line(where, token is not None)) from None
             if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                raise ClusterError(f"cannot reach Ray at {target} within {CONNECT_TIMEOUT_S:g} s: "
-                                   f"{_grpc_reason(error)}") from None
-            raise ClusterError(f"{target} is not a Ray cluster's GCS ({code.name}: {_grpc_reason(error)}); "
+                raise ClusterError(f"cannot reach Ray at {where} within {CONNECT_TIMEOUT_S:g} s: {_grpc_reason(error)}") from None
+            raise ClusterError(f"{where} is not a {kind} ({code.name}: {_grpc_reason(error)}); "
                                f"give {CLUSTER_ADDRESS_FORMS}") from None
-
-
-def _check_client_server(target: str) -> None:
-    """The Ray client server at ``target`` accepts an HTTP/2 connection within CONNECT_TIMEOUT_S."""
-    import grpc
-
-    with grpc.insecure_channel(target) as channel:
-        try:
-            grpc.channel_ready_future(channel).result(timeout=CONNECT_TIMEOUT_S)
-        except grpc.FutureTimeoutError:
-            raise ClusterError(f"cannot reach a Ray client server at ray://{target} within {CONNECT_TIMEOUT_S:g} s") from None
 
 
 def _grpc_reason(error) -> str:

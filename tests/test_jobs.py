@@ -40,7 +40,8 @@ def genint(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 def head():
     """A Ray head (``ray start --head --block``) in its own process group, so stopping it touches
     no other Ray on this machine; yields the client environment (address, token, empty HOME), the
-    temporary root and the head's GCS address (what `genint scale` / `top JOB` take)."""
+    temporary root and the head's cluster addresses (what `genint scale` / `top JOB` take): its GCS
+    and its Ray client server."""
     root = Path(tempfile.mkdtemp(prefix="gj", dir="/tmp"))  # Ray's socket paths must stay short
     token = secrets.token_hex(16)
     gcs, dashboard, client_server, agent = _free_ports(4)
@@ -61,7 +62,7 @@ def head():
         while genint("list", env=client_env).returncode != 0:
             assert process.poll() is None and time.monotonic() < deadline, (root / "head.log").read_text()[-2000:]
             time.sleep(2)
-        yield client_env, root, f"127.0.0.1:{gcs}"
+        yield client_env, root, {"gcs": f"127.0.0.1:{gcs}", "ray client": f"ray://127.0.0.1:{client_server}"}
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -159,20 +160,21 @@ def test_errors_are_one_line(head, case):
     assert expected in result.stderr
 
 
-@pytest.mark.parametrize("command", ["scale", "top"])
+@pytest.mark.parametrize("command, server", [("scale", "gcs"), ("top", "gcs"), ("scale", "ray client")])
 @pytest.mark.parametrize("case", ["missing token", "wrong token", "right token"])
-def test_scale_and_top_send_the_token_and_say_when_it_is_missing_or_rejected(head, command, case):
-    env, _, gcs = head
+def test_scale_and_top_send_the_token_and_say_when_it_is_missing_or_rejected(head, command, server, case):
+    env, _, addresses = head
+    address = addresses[server]
     env = {key: value for key, value in env.items() if key != "RAY_ADDRESS"}
     if case == "missing token":
         del env["RAY_AUTH_TOKEN"]
     elif case == "wrong token":
         env["RAY_AUTH_TOKEN"] = "0" * 32
     arguments = ["--datagen", "2"] if command == "scale" else ["--once"]
-    result = genint(command, "nojob", "--address", gcs, *arguments, env=env)
+    result = genint(command, "nojob", "--address", address, *arguments, env=env)
     expected = {
-        "missing token": f"genint: error: Ray cluster at {gcs} requires a token and none was sent: set RAY_AUTH_TOKEN",
-        "wrong token": f"genint: error: Ray cluster at {gcs} rejected the token: set RAY_AUTH_TOKEN",
+        "missing token": f"genint: error: Ray cluster at {address} requires a token and none was sent: set RAY_AUTH_TOKEN",
+        "wrong token": f"genint: error: Ray cluster at {address} rejected the token: set RAY_AUTH_TOKEN",
         # Connected with the token: the cluster answered that no such job runs there.
         "right token": "genint: error: no running job 'nojob' on this Ray cluster",
     }[case]
