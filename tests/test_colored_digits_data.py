@@ -13,6 +13,7 @@ from cluster.colored_digits.palette import all_colours, background_colours, dist
 from cluster.colored_digits.report import ArmRun, summarise_arm, verdict
 from cluster.config import load_config
 from cluster.errors import ClusterError, ConfigError
+from cluster.run_dirs import claim_run_dir
 from datagen.generators.cvae_digits import digit_strokes, paint
 
 EXPERIMENT_CONFIG = Path(__file__).parent.parent / "configs" / "experiments" / "colored-digits.yaml"
@@ -91,6 +92,7 @@ def test_verdict_says_when_the_interventional_arm_does_not_win():
 
 
 def test_experiment_over_data_of_other_settings_is_one_line_and_keeps_the_data(tmp_path, capsys):
+    claim_run_dir(tmp_path / "run")  # as an earlier run of the experiment left it
     write_experiment_data(DigitsDataConfig(), tmp_path / "run" / "data")
     before = (tmp_path / "run" / "data" / "palette.json").read_bytes()
     assert main(["experiment", str(EXPERIMENT_CONFIG), "--set", f"output_dir={tmp_path / 'run'}", "--set", "data.seed=5"]) == 1
