@@ -14,16 +14,15 @@ from cluster.errors import ClusterError, ConfigError
 from cluster.jobs_cli import JOB_HANDLERS, add_jobs_commands
 from cluster.progress import console, progress_bar, summary_tables
 from datagen.errors import DatagenError
+from shards.config import MAX_PREPARE_WORKERS, MAX_SEED
 from shards.errors import ShardError
 from trainers.errors import TrainError
+from trainers.limits import MAX_CLASSES
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 PROJECT_ERRORS = (ShardError, DatagenError, TrainError, ClusterError)
-# Bounds of the numeric flags: far beyond any real use, small enough to refuse a typo.
-MAX_CLASSES = 1_000_000
-MAX_WORKERS = 1024
 
 
 class _Parser(argparse.ArgumentParser):
@@ -115,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("out", type=Path)
     build.add_argument("--corruptions", default="all", help="comma-separated names, or all (the 15 of ImageNet-C)")
     build.add_argument("--severities", type=_severities, default=[1, 2, 3, 4, 5], help="comma-separated, from 1 to 5")
-    build.add_argument("--workers", type=_whole_number(1, MAX_WORKERS), default=1)
+    build.add_argument("--workers", type=_whole_number(1, MAX_PREPARE_WORKERS), default=1)
 
     config = commands.add_parser("config", help="job config tools").add_subparsers(dest="action", required=True)
     _add_config_arguments(config.add_parser("check", help="validate a config and print it resolved"))
@@ -128,8 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("source", type=Path, help="ImageFolder root: one folder per class")
     prepare.add_argument("out", type=Path, help="store root; the stream lands in OUT/STREAM")
     prepare.add_argument("--stream", required=True, type=_stream_name, help="stream name, e.g. original")
-    prepare.add_argument("--seed", type=_whole_number(0, 2**63 - 1), default=0, help="shuffle seed (default 0)")
-    prepare.add_argument("--workers", type=_whole_number(1, MAX_WORKERS), default=1, help="decoding processes (default 1)")
+    prepare.add_argument("--seed", type=_whole_number(0, MAX_SEED), default=0, help="shuffle seed (default 0)")
+    prepare.add_argument("--workers", type=_whole_number(1, MAX_PREPARE_WORKERS), default=1, help="decoding processes (default 1)")
 
     examples = commands.add_parser("examples", help="write small example data sets").add_subparsers(dest="action", required=True)
     digits = examples.add_parser("digits", help="scikit-learn's digits as an ImageFolder of 32 px PNGs")
