@@ -23,7 +23,7 @@ from datagen.errors import DatagenError
 from datagen.generators.cvae import ConditionalVae, CvaeGenerator
 from datagen.generators.cvae_config import CvaeArchitecture, CvaeTrainConfig
 from shards.errors import ShardError
-from shards.reader import committed_shards, iter_samples
+from shards.reader import check_committed_shards, iter_samples
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,12 @@ def load_stream_images(stream_dir: Path, image_size: int) -> tuple[torch.Tensor,
     if not stream_dir.is_dir():
         raise DatagenError(f"{stream_dir}: training stream directory not found")
     try:
-        shard_paths = [path for path, _ in committed_shards(stream_dir)]
+        # The reader checks of a one-off read: a damaged or duplicated shard is refused, not trained on.
+        intact, damaged = check_committed_shards(stream_dir)
+        if damaged:
+            raise DatagenError(f"{stream_dir}: cannot read the training stream ({len(damaged)} damaged shards, "
+                               f"first {damaged[0].reason})")
+        shard_paths = [path for path, _ in intact]
         pixels, labels = [], []
         for sample in iter_samples(shard_paths):
             pixels.append(_decode_image(sample, image_size))
