@@ -84,7 +84,10 @@ def _init(address: str | None, what: str, **options) -> None:
     try:
         ray.init(address=address, log_to_driver=True, **options)
     except (ConnectionError, RuntimeError, ValueError) as error:
-        raise ClusterError(f"cannot start or reach {what}: {str(error).splitlines()[0]}") from None
+        # The reason is the first line, or the last one of a server's traceback after a "...:" line.
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
+        reason = f"{lines[0]} {lines[-1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+        raise ClusterError(f"cannot start or reach {what}: {reason}") from None
 
 
 @contextmanager
@@ -182,14 +185,13 @@ def _connect(address: str, settings: ExitStack, logging_level: int) -> None:
     target = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     token = cluster_token()
     _check_ray_server(target, token, client=scheme == "ray")
+    settings.enter_context(_token_mode(token))
     if scheme == "ray":
-        settings.enter_context(_token_mode(token))
         _init(f"ray://{target}", f"the Ray client server at ray://{target}", logging_level=logging_level)
         return
-    if not services.find_node_ids():
+    if not services.find_node_ids():  # else ray.init looks for a local raylet for 60 s
         raise ClusterError(f"{target} is a Ray cluster's GCS, and a GCS address works only on one of its "
                            f"nodes; no Ray node runs on this machine: use ray://{host}:10001 (Ray client)")
-    settings.enter_context(_token_mode(token))
     if _is_loopback(host):
         settings.enter_context(_loopback_node())  # else Ray would dial the machine's network address
     _init(target, f"the Ray cluster at {target}", logging_level=logging_level)
