@@ -38,14 +38,11 @@ def _add_config_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override one config field (repeatable), e.g. --set train.model=resnet18")
 
 
-def _positive_seconds(text: str) -> float:
+def _seconds(text: str) -> float:
     try:
-        seconds = float(text)
+        return float(text)
     except ValueError:
-        seconds = 0.0
-    if not seconds > 0:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0 (got {text})")
-    return seconds
+        raise argparse.ArgumentTypeError(f"must be a number of seconds (got {text})") from None
 
 
 def _whole_number(minimum: int, maximum: int):
@@ -137,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("job", nargs="?", help="a running job's name (its controller gives the metrics URL)")
     top.add_argument("--metrics", metavar="URL", help="the job's metrics URL, as genint run prints it (instead of JOB)")
     top.add_argument("--address", help="the Ray cluster running JOB (default: the local one)")
-    top.add_argument("--interval", type=_positive_seconds, default=2.0, help="seconds between polls (default 2)")
+    top.add_argument("--interval", type=_seconds, default=2.0, help="seconds between polls (default 2)")
     top.add_argument("--once", action="store_true", help="print one snapshot (two polls one interval apart) and exit")
     add_jobs_commands(commands, _add_config_arguments)
     return parser
@@ -355,10 +352,11 @@ def _examples_digits(args: argparse.Namespace) -> int:
 
 def _top(args: argparse.Namespace) -> int:
     from cluster.controller import job_metrics_url
-    from cluster.top import run_top
+    from cluster.top import check_interval, run_top
 
     if (args.job is None) == (args.metrics is None):
         raise ConfigError("genint top: give a running JOB's name or --metrics URL (one of them)")
+    check_interval(args.interval)  # before connecting to the job's cluster
     run_top(args.metrics or job_metrics_url(args.job, args.address), args.interval, args.once)
     return 0
 

@@ -157,7 +157,7 @@ CASES = [
     BadInput("top-interval-inf", ["top", "--metrics", f"{http_(NO_STREAM_LABEL)}/metrics", "--interval", "inf"], 2,
              "--interval must be a number of seconds > 0 and <= 3600 (got inf)"),
     BadInput("top-interval-nan", ["top", "--metrics", f"{http_(NO_STREAM_LABEL)}/metrics", "--interval", "nan"], 2,
-             "must be a number of seconds > 0 (got nan)"),
+             "--interval must be a number of seconds > 0 and <= 3600 (got nan)"),
 ]
 
 
