@@ -73,9 +73,6 @@ def test_two_workers_learn_a_tiny_task_on_disjoint_data(local_ray, tmp_path: Pat
     assert result.steps == 16 and set(result.final_losses) == {0, 1}
     assert [report.step for report in history.steps] == [step for step in range(1, 17) for _ in range(2)]
     assert [c.step for c in history.checkpoints] == [8, 16] and result.checkpoint == history.checkpoints[-1].path
-    for rank in (0, 1):
-        losses = history.losses(rank)
-        assert sum(losses[-4:]) / 4 < 0.5 * sum(losses[:4]) / 4, losses
     for stream, batch_size in (("original", 12), ("interventional", 4)):
         rank0, rank1 = read_ids(tmp_path / f"{stream}-0.txt"), read_ids(tmp_path / f"{stream}-1.txt")
         assert len(rank0) == len(rank1) == 16 * batch_size
@@ -84,8 +81,15 @@ def test_two_workers_learn_a_tiny_task_on_disjoint_data(local_ray, tmp_path: Pat
     model = load_classifier(result.checkpoint.parent, "resnet18", CLASSES)
     images, labels = colour_classes(96, CLASSES, SIZE, 0)
     with torch.no_grad():
-        accuracy = (model(images).argmax(1) == labels).float().mean().item()
+        logits = model(images)
+    accuracy = (logits.argmax(1) == labels).float().mean().item()
     assert accuracy > 0.6
+    # Learning, measured where it is not noise: the trained model's loss over 96 samples against the
+    # first four steps' (both ranks). A rank's late step losses, over 16 samples each, swing from
+    # 0.004 to 1.7 in this run; their mean against half the first steps' (this test's old bound)
+    # failed for 2 of 6 seeds and once on another machine, while this ratio stayed below 0.24.
+    first_steps_loss = sum(loss for rank in (0, 1) for loss in history.losses(rank)[:4]) / 8
+    assert torch.nn.functional.cross_entropy(logits, labels).item() < 0.5 * first_steps_loss, history.losses(1)
 
 
 def test_bad_config_fails_in_the_driver_with_one_line(tmp_path: Path):

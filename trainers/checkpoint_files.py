@@ -50,7 +50,11 @@ def _opened(path: Path, what: str):
 
 def _entries(tag_dir: Path) -> dict[str, os.stat_result]:
     """Every entry of a step directory but the record, by name (links not followed)."""
-    return {entry.name: entry.stat(follow_symlinks=False) for entry in os.scandir(tag_dir) if entry.name != RECORD_NAME}
+    try:
+        with os.scandir(tag_dir) as entries:
+            return {entry.name: entry.stat(follow_symlinks=False) for entry in entries if entry.name != RECORD_NAME}
+    except OSError as error:
+        raise TrainError(f"checkpoint {tag_dir}: cannot list it ({error.strerror or type(error).__name__})") from None
 
 
 def write_record(tag_dir: Path) -> None:
@@ -68,7 +72,7 @@ def write_latest(directory: Path, tag: str) -> None:
 def _is_real_directory(path: Path) -> bool:
     try:
         return stat.S_ISDIR(path.lstat().st_mode)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return False
 
 

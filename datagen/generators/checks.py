@@ -5,6 +5,7 @@ import pickle
 import re
 import stat
 import warnings
+import zipfile
 from pathlib import Path
 
 import torch
@@ -95,7 +96,8 @@ def load_state_dict_file(path: Path, what: str, mmap: bool = False) -> dict[str,
         with warnings.catch_warnings():
             # torch warns (on stderr) about pickle protocols other than its own before refusing them.
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            # mmap needs torch's zip format; an older (plain pickle) file is read whole instead.
+            state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
     except OSError as error:
         raise refused(error.strerror or type(error).__name__) from None
     except Exception as error:  # torch raises many types for a non-torch file (EOFError, KeyError, RuntimeError...)

@@ -82,22 +82,35 @@ def _features_state(state: dict, where: str) -> dict[str, torch.Tensor]:
     return state
 
 
-def _load_state(weights: str) -> tuple[dict, str]:
-    """(state_dict, weights id) for a torchvision weights name or a checkpoint path."""
-    if weights in VGG19_Weights.__members__:
-        enum = VGG19_Weights[weights]
-        return enum.get_state_dict(progress=False), f"torchvision:VGG19_Weights.{enum.name}"
+def _local_state(weights: str) -> tuple[Path, dict]:
+    """(path, state_dict) of a local checkpoint, memory-mapped: only the layers up to the deepest tap
+    are used of a 550 MB file."""
     path = Path(weights).expanduser()
     if not path.is_file():
         raise DatagenError(
             f"VGG-19 weights {str(path)!r}: no such file; set vgg_weights to a checkpoint path or one of "
             f"{list(VGG19_Weights.__members__)}"
         )
-    # mmap: only the layers up to the deepest tap are used of a 550 MB file.
-    state = load_state_dict_file(path, "VGG-19 weights", mmap=True)
+    return path, load_state_dict_file(path, "VGG-19 weights", mmap=True)
+
+
+def _load_state(weights: str) -> tuple[dict, str]:
+    """(state_dict, weights id) for a torchvision weights name or a checkpoint path."""
+    if weights in VGG19_Weights.__members__:
+        enum = VGG19_Weights[weights]
+        return enum.get_state_dict(progress=False), f"torchvision:VGG19_Weights.{enum.name}"
+    path, state = _local_state(weights)
     with path.open("rb") as file:
         digest = hashlib.file_digest(file, "sha256").hexdigest()
     return state, f"sha256:{digest[:16]}"
+
+
+def check_vgg_weights(weights: str) -> None:
+    """Raise DatagenError now if ``load_vgg_features`` could not use ``weights`` (before any actor starts):
+    a local file is read and its keys and shapes checked; a torchvision name needs no check (and downloads nothing).
+    """
+    if weights not in VGG19_Weights.__members__:
+        _features_state(_local_state(weights)[1], f"VGG-19 weights {weights}")
 
 
 def load_vgg_features(weights: str, taps: Sequence[str], device: torch.device) -> VggFeatures:
