@@ -18,6 +18,7 @@ from datagen.errors import DatagenError
 from datagen.generators.loading import load_generator
 from datagen.pool import ActorPool, PoolEvent, PoolReport
 from datagen.strategies import component_ranges
+from datagen.transfer.vgg import check_vgg_weights
 from datagen.transfer_stage import (
     TransferActor,
     TransferStageConfig,
@@ -57,6 +58,8 @@ def plan_generation(
     unknown = [index for index in classes if index >= generator.num_classes]
     if unknown:
         raise DatagenError(f"datagen.classes {unknown} are not classes of {generator.generator_id} (it has {generator.num_classes})")
+    if config.transfer.actors > 0:
+        check_vgg_weights(config.transfer.gatys.vgg_weights)
     record_plan(Path(store_dir) / config.stream, config, generator.generator_id, directions_hash)
     settings = ActorSettings(
         datagen=config, store_dir=Path(store_dir), weights=weights, directions_path=directions_path,
