@@ -1,7 +1,5 @@
 """Torch files read as data: ``torch.load(weights_only=True)`` with one-line errors naming the file."""
 
-import pickle
-import re
 import stat
 import warnings
 from collections.abc import Sequence
@@ -10,25 +8,10 @@ from typing import Any
 
 import torch
 
+from shards.unpickling import refusal_reason
 from trainers.errors import TrainError
 
-# The class or function a refused pickle names ("GLOBAL posix.system").
-_PICKLED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
-
-
-def _load_problem(error: Exception) -> str:
-    """Why ``torch.load(weights_only=True)`` refused a file, in a few words (torch's message is a paragraph)."""
-    text = str(error)
-    if isinstance(error, pickle.UnpicklingError) and text.startswith("Weights only load failed"):
-        named = _PICKLED_GLOBAL.search(text)
-        if named:
-            # A pickle naming a Python object (a class, or a function such as os.system): not weights.
-            return f"it pickles Python objects ({named.group(1)}), refused unloaded: weights are read as data, never as code"
-        lines = [line.split("WeightsUnpickler error:")[-1].strip() for line in text.splitlines()[1:]]
-        first = next((line for line in lines if line and not line.startswith("Check the documentation")), "refused")
-    else:
-        first = f"{type(error).__name__}: {text.strip().splitlines()[0]}" if text.strip() else type(error).__name__
-    return f"cannot load a state_dict (not a torch file: {first[:160]})"
+NOT_LOADABLE = "cannot load a state_dict (not a torch file: {})"
 
 
 def load_plain(path: Path, what: str, allowed_globals: Sequence[type] = (), map_location: Any = "cpu") -> Any:
@@ -62,4 +45,4 @@ def load_plain(path: Path, what: str, allowed_globals: Sequence[type] = (), map_
     except OSError as error:
         raise TrainError(f"{what} {path}: cannot read ({error.strerror or type(error).__name__})") from None
     except Exception as error:  # torch raises many types for a non-torch file (EOFError, KeyError, RuntimeError...)
-        raise TrainError(f"{what} {path}: {_load_problem(error)}") from None
+        raise TrainError(f"{what} {path}: {refusal_reason(error, NOT_LOADABLE)}") from None

@@ -1,8 +1,6 @@
 """Strict weight loading: a weights file is read as data (never as code) and must match the model
 key for key and shape for shape."""
 
-import pickle
-import re
 import stat
 import warnings
 import zipfile
@@ -11,9 +9,7 @@ from pathlib import Path
 import torch
 
 from datagen.errors import DatagenError
-
-# The class or function a refused pickle names ("GLOBAL posix.system").
-_PICKLED_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+from shards.unpickling import refusal_reason
 
 _SHOWN = 3  # names listed per problem; a mismatched BigGAN can differ in hundreds of keys
 
@@ -52,21 +48,6 @@ def first_line(error: BaseException) -> str:
     return text.splitlines()[0] if text else type(error).__name__
 
 
-def _load_problem(error: Exception) -> str:
-    """Why ``torch.load(weights_only=True)`` refused a file, in a few words (torch's message is a paragraph)."""
-    text = str(error)
-    if isinstance(error, pickle.UnpicklingError) and text.startswith("Weights only load failed"):
-        named = _PICKLED_GLOBAL.search(text)
-        if named:
-            # A pickle naming a Python object (a class, or a function such as os.system): not weights.
-            return f"it pickles Python objects ({named.group(1)}), refused unloaded: weights are read as data, never as code"
-        lines = [line.split("WeightsUnpickler error:")[-1].strip() for line in text.splitlines()[1:]]
-        first = next((line for line in lines if line and not line.startswith("Check the documentation")), "refused")
-    else:
-        first = f"{type(error).__name__}: {text.strip().splitlines()[0]}" if text.strip() else type(error).__name__
-    return f"not a loadable state_dict: {first[:160]}"
-
-
 def load_state_dict_file(path: Path, what: str, mmap: bool = False) -> dict[str, torch.Tensor]:
     """A state_dict read with ``torch.load(weights_only=True)``: tensors only, no pickled code ever runs.
 
@@ -101,7 +82,7 @@ def load_state_dict_file(path: Path, what: str, mmap: bool = False) -> dict[str,
     except OSError as error:
         raise refused(error.strerror or type(error).__name__) from None
     except Exception as error:  # torch raises many types for a non-torch file (EOFError, KeyError, RuntimeError...)
-        raise refused(_load_problem(error)) from None
+        raise refused(refusal_reason(error, "not a loadable state_dict: {}")) from None
     if not isinstance(state, dict) or not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state.items()):
         found = type(state).__name__ if not isinstance(state, dict) else "a dict with other keys or values"
         raise refused(f"expected a state_dict, a dict of named tensors; got {found}")
