@@ -31,7 +31,7 @@ class BadInput:
     env: dict[str, str] = field(default_factory=dict)
 
 
-def _tree(root: Path) -> dict[str, tuple]:
+def file_tree(root: Path) -> dict[str, tuple]:
     """Every entry under ``root`` (not following links) with its type, size, mtime and mode."""
     entries = {}
     for directory, dirnames, filenames in os.walk(root, followlinks=False):
@@ -49,7 +49,7 @@ def check_bad_input(case: BadInput, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         monkeypatch.setenv(name, value.format(tmp=tmp_path))
     if case.setup is not None:
         case.setup(tmp_path)
-    before = _tree(tmp_path)
+    before = file_tree(tmp_path)
     capsys.readouterr()
     try:
         code = main([part.format(tmp=tmp_path) for part in case.argv])
@@ -62,7 +62,7 @@ def check_bad_input(case: BadInput, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "Traceback" not in err + out
     assert lines[0].startswith("genint") and "error:" in lines[0], lines[0]
     assert case.message.format(tmp=tmp_path) in lines[0], lines[0]
-    assert _tree(tmp_path) == before, "the command changed files under its directory"
+    assert file_tree(tmp_path) == before, "the command changed files under its directory"
 
 
 def table(cases: list[BadInput]):

@@ -24,7 +24,7 @@ import shards.prepare
 import shards.verify
 from cluster.cli import main
 from shards.prepare import prepare_imagefolder
-from tests.bad_input_helpers import BadInput, _tree, check_bad_input, table
+from tests.bad_input_helpers import BadInput, file_tree, check_bad_input, table
 from tests.store_helpers import (
     FIRST_SHARD,
     SECOND_SHARD,
@@ -271,7 +271,7 @@ VERIFY_CASES = {
 def test_verify_reports_each_problem_on_its_own_line(edit, expected, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     store_with(edit)(tmp_path)
-    before = _tree(tmp_path)
+    before = file_tree(tmp_path)
     capsys.readouterr()
     code = main(["shards", "verify", str(tmp_path / "store")])
     out, err = capsys.readouterr()
@@ -281,7 +281,7 @@ def test_verify_reports_each_problem_on_its_own_line(edit, expected, tmp_path, m
     for line, fragment in zip(lines, expected):
         assert fragment in line and line.startswith(str(tmp_path / "store" / "original")), (fragment, line)
     assert lines[-1].startswith(f"verify: {len(expected)} problems in")
-    assert _tree(tmp_path) == before
+    assert file_tree(tmp_path) == before
     assert not (tmp_path / "MARKER").exists()
 
 
@@ -357,12 +357,12 @@ PERMISSION_CASES = {
 @pytest.mark.parametrize("setup, argv, message", PERMISSION_CASES.values(), ids=PERMISSION_CASES.keys())
 def test_permission_denied_is_one_line(setup, argv, message, shared_dir):
     setup(shared_dir)
-    before = _tree(shared_dir)
+    before = file_tree(shared_dir)
     code, out, err = run_unprivileged([part.format(tmp=shared_dir) for part in argv], shared_dir)
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 1 and len(lines) == 1 and "Traceback" not in out + err, err
     assert lines[0].startswith("genint: error:") and message in lines[0], lines[0]
-    assert _tree(shared_dir) == before
+    assert file_tree(shared_dir) == before
 
 
 def test_verify_reports_an_unreadable_shard(shared_dir):
