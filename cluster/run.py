@@ -11,7 +11,7 @@ from pathlib import Path
 
 import ray
 
-from cluster.config import JobConfig, save_resolved
+from cluster.config import JobConfig, config_hash, save_resolved
 from cluster.controller import JobOutcome, JobStatus, result, start_controller
 from cluster.errors import ClusterError
 from cluster.generation import (
@@ -137,9 +137,15 @@ def run_job(config: JobConfig) -> JobResult:
     Raises:
         ClusterError: when the store fails verification.
     """
-    digest = save_resolved(config)
+    digest = config_hash(config)
+    # A BigGAN needs nothing the job builds, so its weights, directions and plan are checked before
+    # anything is written; a CVAE is trained on the prepared streams, so it comes after them.
+    generator_first = config.datagen.generator.kind == "biggan"
+    plan = prepare_generation(config, digest) if generator_first else None
+    save_resolved(config)
     prepared = prepare_streams(config, digest)
-    plan = prepare_generation(config, digest)
+    if not generator_first:
+        plan = prepare_generation(config, digest)
     growing = frozenset()
     if plan is not None:
         growing = frozenset({config.datagen.stream} | ({config.datagen.transfer.stream} if config.datagen.transfer.actors else set()))

@@ -81,6 +81,9 @@ CASES = [
              _both(_job(shards={"root": "store"}), _user_files("store"))),
     BadInput("datagen-weights-missing-writes-no-config", ["datagen", "job.yaml"], 1, "not a directory and not a model name",
              _job(datagen={"actors": 1, "generator": {"weights": "no/such/biggan"}})),
+    BadInput("run-biggan-weights-missing-writes-nothing", ["run", "job.yaml"], 1, "not a directory and not a model name",
+             _both(_job(datagen={"actors": 1, "generator": {"weights": "no/such/biggan"}},
+                        shards={"prepare": {"original": {"source": "digits"}}}), _user_files("digits/0/a.png"))),
     BadInput("examples-destination-is-a-file", ["examples", "digits", "taken"], 2, "examples digits DEST taken: is a file",
              _user_files("taken")),
     # eval flags
