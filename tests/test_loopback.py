@@ -46,19 +46,23 @@ def _listening_sockets() -> list[tuple[str, str, int]]:
 @pytest.fixture(scope="module")
 def embedded_job(tmp_path_factory):
     """An embedded Ray as `genint run` starts it, with a job's controller (which serves the metrics)
-    and no generation or training; yields (GCS address, metrics URL)."""
+    and no generation or training; yields (GCS address, metrics URL, the sockets that listened before it).
+
+    Earlier tests in this process may have left sockets of their own (torch's rendezvous store of
+    an in-process engine listens on every interface): only what the session adds is its."""
     root = tmp_path_factory.mktemp("loopback")
+    before = set(_listening_sockets())
     config = JobConfig.model_validate({"name": JOB, "output_dir": str(root / "out"),
                                        "train": {"model": "small_cnn", "streams": {"original": {"batch_size": 8}}}})
     with ray_session(num_cpus=1):
         controller = start_controller(config, "testhash", None, frozenset(), use_gpu=False)
         status = result(controller.status.remote())
-        yield ray.get_runtime_context().gcs_address, status.metrics_url
+        yield ray.get_runtime_context().gcs_address, status.metrics_url, before
 
 
 def test_every_socket_of_the_embedded_ray_and_the_job_is_on_loopback(embedded_job):
-    gcs_address, metrics_url = embedded_job
-    sockets = _listening_sockets()
+    gcs_address, metrics_url, before = embedded_job
+    sockets = [entry for entry in _listening_sockets() if entry not in before]
     ports = {port for _, _, port in sockets}
     names = {name for name, _, _ in sockets}
     # The check covers the servers the issue found on every interface, and the job's metrics endpoint.
@@ -76,7 +80,7 @@ def _genint(*args: str) -> subprocess.CompletedProcess:
 
 def test_top_and_scale_in_another_process_reach_the_job_at_its_loopback_address(embedded_job):
     # Ray would turn 127.0.0.1 into the machine's network address, where nothing listens now.
-    gcs_address, _ = embedded_job
+    gcs_address, _, _ = embedded_job
     top = _genint("top", JOB, "--address", gcs_address, "--once", "--interval", "0.1")
     assert top.returncode == 0, top.stderr  # the controller gave the URL and it answered genint's metrics
     assert "train step" in top.stdout and "actor pools" in top.stdout
