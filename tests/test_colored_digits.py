@@ -13,9 +13,11 @@ import pytest
 from PIL import Image
 
 from cluster.cli import main
-from cluster.colored_digits.experiment import ARM_DIR_LAYOUT, RUN_DIR_LAYOUT
-from cluster.colored_digits.report import ARM_TITLES, REPORT_JSON, REPORT_MD, SAMPLES_PNG
 from cluster.run_dirs import foreign_entries
+from experiments.colored_digits.experiment import RUN_DIR_LAYOUT
+from experiments.colored_digits.report import ARM_TITLES, SAMPLES_PNG
+from experiments.harness.arms import ARM_DIR_LAYOUT
+from experiments.harness.report import REPORT_JSON, REPORT_MD
 
 CONFIG = Path(__file__).parent.parent / "configs" / "experiments" / "colored-digits.yaml"
 SHORT = [

@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from cluster.cli import main
-from cluster.colored_digits.config import DigitsDataConfig, ExperimentConfig
-from cluster.colored_digits.data import NUM_CLASSES, SPLITS, load_palette, make_splits, write_experiment_data
-from cluster.colored_digits.palette import all_colours, background_colours, distance_to_palette, make_palette
-from cluster.colored_digits.report import ArmRun, summarise_arm, verdict
 from cluster.config import load_config
 from cluster.errors import ClusterError, ConfigError
 from cluster.run_dirs import claim_run_dir
-from datagen.generators.cvae_digits import digit_strokes, paint
+from experiments.colored_digits.config import DigitsDataConfig, ExperimentConfig
+from experiments.colored_digits.data import NUM_CLASSES, SPLITS, load_palette, make_splits, write_experiment_data
+from experiments.colored_digits.painter import digit_strokes, paint
+from experiments.colored_digits.palette import all_colours, background_colours, distance_to_palette, make_palette
+from experiments.colored_digits.report import ArmRun, summarise_arm, verdict
 
 EXPERIMENT_CONFIG = Path(__file__).parent.parent / "configs" / "experiments" / "colored-digits.yaml"
 

@@ -6,10 +6,10 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
 from cluster.config import MAX_NAME_CHARS
-from datagen.directions import DirectionsConfig
+from datagen.directions_config import DirectionsConfig
 from datagen.generators.cvae_config import CvaeTrainConfig
 from datagen.limits import MAX_ACTORS, MAX_SEED
-from datagen.strategies import StrategyConfig
+from datagen.strategy_config import StrategyConfig
 from trainers.config import ObjectiveConfig, TrainConfig
 from trainers.limits import MAX_BATCH_SIZE
 from trainers.limits import MAX_SEED as MAX_TRAIN_SEED
@@ -38,6 +38,7 @@ class ExperimentConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    kind: Literal["colored_digits"] = Field(default="colored_digits", description="which experiment this config runs (experiments/registry.py)")
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=MAX_NAME_CHARS)
     output_dir: Path
     seeds: list[Annotated[NonNegativeInt, Field(le=MAX_TRAIN_SEED)]] = Field(

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cluster.colored_digits.config import DigitsDataConfig
-from cluster.colored_digits.palette import COLOURS_PER_CLASS, Palette, make_palette
 from cluster.errors import ClusterError
-from datagen.generators.cvae_digits import digit_strokes, paint
+from experiments.colored_digits.config import DigitsDataConfig
+from experiments.colored_digits.painter import digit_strokes, paint
+from experiments.colored_digits.palette import COLOURS_PER_CLASS, Palette, make_palette
 
 NUM_CLASSES = 10
 PALETTE_FILE = "palette.json"

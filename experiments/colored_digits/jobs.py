@@ -6,10 +6,11 @@ every arm reads the same streams. Arms differ only in the streams they train on 
 
 from pathlib import Path
 
-from cluster.colored_digits.config import ArmName, ExperimentConfig
-from cluster.colored_digits.data import SPLITS
 from cluster.config import JobConfig
 from datagen.config import DatagenConfig, GeneratorConfig
+from experiments.colored_digits.config import ArmName, ExperimentConfig
+from experiments.colored_digits.data import SPLITS
+from experiments.harness.arms import arm_dir
 from shards.config import PrepareConfig, ShardStoreConfig
 from trainers.config import ObjectiveConfig, StreamConfig
 
@@ -75,12 +76,8 @@ def arm_job(experiment: ExperimentConfig, arm: ArmName, seed: int) -> JobConfig:
     train = experiment.train.model_copy(update={"streams": arm_streams(experiment, arm), "objective": objective, "seed": seed})
     return JobConfig(
         name=f"{experiment.name}-{arm}-seed{seed}",
-        output_dir=arm_dir(experiment, arm, seed),
+        output_dir=arm_dir(experiment.output_dir, arm, seed),
         shards=_store(experiment),
         datagen=DatagenConfig(actors=0),
         train=train,
     )
-
-
-def arm_dir(experiment: ExperimentConfig, arm: ArmName, seed: int) -> Path:
-    return experiment.output_dir / "arms" / arm / f"seed{seed}"

@@ -1,25 +1,20 @@
 """The experiment's report: accuracy per arm beside the paper's Table 5, new background colours in each
 stream's images, and a PNG grid of samples, written as Markdown, JSON and PNG."""
 
-import json
-import statistics
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, ImageDraw
 from pydantic import BaseModel
 from rich.table import Table
-from torchvision.utils import make_grid
 
-from cluster.colored_digits.config import ArmName, ExperimentConfig
-from cluster.colored_digits.jobs import GENERATED_STREAMS, ORIGINAL_STREAM
-from cluster.colored_digits.palette import Palette, background_colours, distance_to_palette
 from datagen.generators.cvae_training import load_stream_images
+from experiments.colored_digits.config import ArmName, ExperimentConfig
+from experiments.colored_digits.jobs import GENERATED_STREAMS, ORIGINAL_STREAM
+from experiments.colored_digits.palette import Palette, background_colours, distance_to_palette
+from experiments.harness.report import markdown_table, mean_and_std, plus_minus, rich_table, samples_grid
 
-REPORT_MD, REPORT_JSON, SAMPLES_PNG = "report.md", "report.json", "samples.png"
+SAMPLES_PNG = "samples.png"
 # Paper, Table 5 (Colored MNIST): confounded-test / causal-test accuracy, percent.
 PAPER_TABLE5 = {
     "original": (99.45, 8.26),
@@ -83,18 +78,14 @@ class ExperimentReport(BaseModel):
     samples_png: str
 
 
-def _spread(values: Sequence[float]) -> float:
-    return statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def summarise_arm(arm: str, runs: list[ArmRun]) -> ArmSummary:
     confounded = [run.confounded_percent for run in runs]
     causal = [run.causal_percent for run in runs]
     paper = PAPER_TABLE5[arm]
+    (confounded_mean, confounded_std), (causal_mean, causal_std) = mean_and_std(confounded), mean_and_std(causal)
     return ArmSummary(
         arm=arm, seeds=[run.seed for run in runs], confounded_percent=confounded, causal_percent=causal,
-        confounded_mean=statistics.fmean(confounded), confounded_std=_spread(confounded),
-        causal_mean=statistics.fmean(causal), causal_std=_spread(causal),
+        confounded_mean=confounded_mean, confounded_std=confounded_std, causal_mean=causal_mean, causal_std=causal_std,
         paper_confounded=paper[0], paper_causal=paper[1],
     )
 
@@ -119,45 +110,19 @@ def verdict(arms: list[ArmSummary]) -> str:
             f"{best_other.causal_mean:.2f} % for {ARM_TITLES[best_other.arm]} (means over seeds)")
 
 
-def _rows_of_classes(images: torch.Tensor, labels: torch.Tensor, rows: int) -> torch.Tensor:
-    """The first ``rows`` images of every class, row by row: row r holds each class's r-th image."""
-    per_class = [torch.nonzero(labels == label).flatten()[:rows] for label in range(10)]
-    return images[torch.stack([picks[row] for row in range(rows) for picks in per_class if row < len(picks)])]
-
-
-def samples_grid(blocks: dict[str, tuple[torch.Tensor, torch.Tensor]], destination: Path) -> None:
-    """A PNG: per stream a titled block of the first images of every class, classes in columns."""
-    scale, title_px = 2, 14
-    rendered = []
-    for stream, (images, labels) in blocks.items():
-        grid = make_grid(_rows_of_classes(images, labels, SAMPLES_PER_CLASS_IN_GRID), nrow=10, padding=2, pad_value=1.0)
-        pixels = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-        block = Image.fromarray(pixels).resize((grid.shape[2] * scale, grid.shape[1] * scale), Image.Resampling.NEAREST)
-        titled = Image.new("RGB", (block.width, block.height + title_px), "white")
-        ImageDraw.Draw(titled).text((2, 1), stream, fill="black")
-        titled.paste(block, (0, title_px))
-        rendered.append(titled)
-    canvas = Image.new("RGB", (max(block.width for block in rendered), sum(block.height for block in rendered)), "white")
-    top = 0
-    for block in rendered:
-        canvas.paste(block, (0, top))
-        top += block.height
-    canvas.save(destination)
-
-
 def build_report(experiment: ExperimentConfig, palette: Palette, runs: list[ArmRun]) -> ExperimentReport:
     arms = [summarise_arm(arm, [run for run in runs if run.arm == arm]) for arm in experiment.arms]
     size = experiment.data.image_size
     images = {stream: load_stream_images(experiment.store_dir / stream, size) for stream in (ORIGINAL_STREAM, *GENERATED_STREAMS)}
     destination = experiment.output_dir / SAMPLES_PNG
-    samples_grid(images, destination)
+    samples_grid(images, destination, classes=experiment.train.num_classes, rows_per_class=SAMPLES_PER_CLASS_IN_GRID)
     streams = [stream_colours(stream, pixels, palette) for stream, (pixels, _) in images.items()]
     return ExperimentReport(name=experiment.name, arms=arms, streams=streams, verdict=verdict(arms), samples_png=str(destination))
 
 
 def _arm_rows(report: ExperimentReport) -> list[list[str]]:
     return [
-        [ARM_TITLES[arm.arm], f"{arm.confounded_mean:.2f} ± {arm.confounded_std:.2f}", f"{arm.causal_mean:.2f} ± {arm.causal_std:.2f}",
+        [ARM_TITLES[arm.arm], plus_minus(arm.confounded_mean, arm.confounded_std), plus_minus(arm.causal_mean, arm.causal_std),
          str(len(arm.seeds)), f"{arm.paper_confounded:.2f}", f"{arm.paper_causal:.2f}"]
         for arm in report.arms
     ]
@@ -173,31 +138,15 @@ def _stream_rows(report: ExperimentReport) -> list[list[str]]:
 
 
 def markdown(report: ExperimentReport) -> str:
-    def table(header: list[str], rows: list[list[str]]) -> list[str]:
-        return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(row) + " |" for row in rows)]
-
     lines = [f"# Colored Digits: {report.name}", "", "Accuracy, mean ± sample std over classifier seeds, beside the paper's Table 5 (Colored MNIST).", ""]
-    lines += table(ARM_HEADER, _arm_rows(report))
+    lines += markdown_table(ARM_HEADER, _arm_rows(report))
     lines += ["", f"**Verdict:** {report.verdict}.", "", "Backgrounds in each stream's images that no training image has "
               f"(corner pixels further than {NEW_COLOUR_TOLERANCE} from every training colour):", ""]
-    lines += table(STREAM_HEADER, _stream_rows(report))
+    lines += markdown_table(STREAM_HEADER, _stream_rows(report))
     lines += ["", f"![samples]({Path(report.samples_png).name})", ""]
     return "\n".join(lines)
 
 
 def rich_tables(report: ExperimentReport) -> list[Table]:
-    tables = []
-    for title, header, rows in (("Colored Digits (Table 5)", ARM_HEADER, _arm_rows(report)),
-                                ("New background colours", STREAM_HEADER, _stream_rows(report))):
-        table = Table(title=title)
-        for column in header:
-            table.add_column(column)
-        for row in rows:
-            table.add_row(*row)
-        tables.append(table)
-    return tables
-
-
-def write_report(report: ExperimentReport, output_dir: Path) -> None:
-    (output_dir / REPORT_MD).write_text(markdown(report))
-    (output_dir / REPORT_JSON).write_text(json.dumps(report.model_dump(mode="json"), indent=1))
+    return [rich_table("Colored Digits (Table 5)", ARM_HEADER, _arm_rows(report)),
+            rich_table("New background colours", STREAM_HEADER, _stream_rows(report))]

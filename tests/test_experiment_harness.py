@@ -1,0 +1,155 @@
+"""The experiments' registry and harness, without Ray: kinds, run directories, arm reuse by config
+hash, and the report's statistics, tables and figure. Training an arm is covered end to end by
+tests/test_colored_digits.py."""
+
+import json
+from dataclasses import dataclass
+from importlib import import_module
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+from pydantic import BaseModel
+
+from cluster.config import JobConfig, config_hash
+from cluster.errors import ClusterError, ConfigError
+from cluster.run_dirs import MARKER_FILE, claim_run_dir
+from experiments.harness.arms import EXPERIMENT_CONFIG_FILE, RESULT_FILE, arm_dir, run_arm, start_run_dir
+from experiments.harness.report import (
+    REPORT_JSON,
+    REPORT_MD,
+    markdown_table,
+    mean_and_std,
+    plus_minus,
+    rich_table,
+    samples_grid,
+    write_report,
+)
+from experiments.registry import EXPERIMENTS, load_experiment
+
+CONFIGS = Path(__file__).parent.parent / "configs" / "experiments"
+
+
+def test_every_shipped_experiment_config_loads_through_its_kind_and_every_kind_has_one():
+    kinds = set()
+    for path in sorted(CONFIGS.glob("*.yaml")):
+        experiment = load_experiment(path)
+        assert experiment.config.kind == experiment.kind == yaml.safe_load(path.read_text())["kind"]
+        kinds.add(experiment.kind)
+    assert kinds == set(EXPERIMENTS)
+    for package in EXPERIMENTS.values():  # the run function is found without running anything
+        assert callable(import_module(f"{package}.experiment").run)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: x\n", "kind is required: it names the experiment (known kinds: colored_digits)"),
+    ("kind: colored_mnist\n", "kind must be one of the known kinds: colored_digits (got 'colored_mnist')"),
+    ("kind: {a: 1}\n", "kind must be one of the known kinds: colored_digits (got {'a': 1})"),
+])
+def test_a_missing_or_unknown_kind_is_one_line_naming_the_known_kinds(tmp_path, text, message):
+    path = tmp_path / "experiment.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_experiment(path)
+    assert str(error.value) == f"{path}: {message}"
+
+
+def test_set_can_choose_the_kind_and_the_kinds_model_checks_the_rest(tmp_path):
+    path = tmp_path / "experiment.yaml"
+    path.write_text((CONFIGS / "colored-digits.yaml").read_text().replace("kind: colored_digits", "kind: other"))
+    assert load_experiment(path, ["kind=colored_digits"]).kind == "colored_digits"
+    with pytest.raises(ConfigError, match="batch_size must be <= 65536"):
+        load_experiment(path, ["kind=colored_digits", "batch_size=100000000"])
+
+
+@dataclass(frozen=True)
+class Result:
+    arm: str
+    seed: int
+    accuracy: float
+    job_hash: str
+
+
+def _job(output_dir: Path) -> JobConfig:
+    return JobConfig(name="arm", output_dir=output_dir, train={"model": "small_cnn", "streams": {"original": {"batch_size": 4}}})
+
+
+def _must_not_train(trained):
+    raise AssertionError("a finished arm was trained again")
+
+
+def test_a_finished_arm_with_the_same_job_hash_is_reused_without_training(tmp_path):
+    job = _job(arm_dir(tmp_path, "original", 3))
+    assert job.output_dir == tmp_path / "arms" / "original" / "seed3"
+    claim_run_dir(job.output_dir)
+    saved = Result("original", 3, 97.5, config_hash(job))
+    (job.output_dir / RESULT_FILE).write_text(json.dumps(saved.__dict__))
+    assert run_arm("original", 3, job, _must_not_train, Result) == saved
+
+
+def test_an_arm_directory_holding_a_users_file_is_not_deleted_to_retrain(tmp_path):
+    job = _job(arm_dir(tmp_path, "irm", 0))
+    claim_run_dir(job.output_dir)
+    (job.output_dir / RESULT_FILE).write_text(json.dumps(Result("irm", 0, 50.0, "another job").__dict__))
+    (job.output_dir / "notes.txt").write_text("mine")
+    with pytest.raises(ClusterError, match=r"arm irm \(seed 0\) .*: not deleted: it holds files genint did not write \(notes.txt\)"):
+        run_arm("irm", 0, job, _must_not_train, Result)
+    assert (job.output_dir / "notes.txt").read_text() == "mine"
+
+
+def test_start_run_dir_claims_saves_the_config_and_fresh_deletes_only_its_layout(tmp_path):
+    output = tmp_path / "run"
+    experiment = load_experiment(CONFIGS / "colored-digits.yaml", [f"output_dir={output}"]).config
+    layout = (EXPERIMENT_CONFIG_FILE, "shards")
+    start_run_dir(experiment, output, layout, fresh=False)
+    assert (output / MARKER_FILE).is_file()
+    saved = yaml.safe_load((output / EXPERIMENT_CONFIG_FILE).read_text())
+    assert type(experiment).model_validate(saved) == experiment
+    (output / "shards").mkdir()
+    start_run_dir(experiment, output, layout, fresh=True)
+    assert not (output / "shards").exists() and (output / EXPERIMENT_CONFIG_FILE).is_file()
+    (output / "mine.txt").write_text("mine")
+    with pytest.raises(ClusterError, match=r"not deleted: it holds files genint did not write \(mine.txt\)"):
+        start_run_dir(experiment, output, layout, fresh=True)
+    assert (output / "mine.txt").exists()
+
+
+def test_mean_and_sample_std_over_seeds():
+    assert mean_and_std([1.0, 2.0, 3.0]) == (2.0, 1.0)  # sample std (n - 1), not population
+    assert mean_and_std([4.0]) == (4.0, 0.0)
+    assert plus_minus(10.0, 1.41421) == "10.00 ± 1.41"
+
+
+def test_tables_for_markdown_and_the_console():
+    assert markdown_table(["arm", "%"], [["a", "1.00"], ["b", "2.00"]]) == ["| arm | % |", "|---|---|", "| a | 1.00 |", "| b | 2.00 |"]
+    table = rich_table("title", ["arm", "%"], [["a", "1.00"]])
+    assert table.title == "title" and [column.header for column in table.columns] == ["arm", "%"] and table.row_count == 1
+
+
+class Report(BaseModel):
+    name: str
+    values: list[float]
+
+
+def test_report_is_written_whole_as_markdown_and_json(tmp_path):
+    write_report("# title\n", Report(name="r", values=[1.5]), tmp_path)
+    assert (tmp_path / REPORT_MD).read_text() == "# title\n"
+    assert json.loads((tmp_path / REPORT_JSON).read_text()) == {"name": "r", "values": [1.5]}
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted([REPORT_MD, REPORT_JSON])  # no temporary left
+
+
+def test_samples_grid_shows_each_streams_first_images_of_every_class_in_columns(tmp_path):
+    labels = torch.arange(30) % 3
+    images = torch.zeros(30, 3, 8, 8)
+    images[labels == 1] = 1.0  # class 1 white, the others black
+    samples_grid({"a": (images, labels), "b": (images, labels)}, tmp_path / "grid.png", classes=3, rows_per_class=2)
+    with Image.open(tmp_path / "grid.png") as grid:
+        # per block: 3 columns and 2 rows of 8 px images with 2 px padding, doubled, plus a 14 px title
+        block_height = 2 * (2 * (8 + 2) + 2) + 14
+        assert grid.size == (2 * (3 * (8 + 2) + 2), 2 * block_height)
+        pixels = grid.convert("RGB")
+        # the first image of column 1 (class 1) is white, of column 0 (class 0) black
+        assert pixels.getpixel((2 * (2 + 10 + 4), 14 + 2 * (2 + 4))) == (255, 255, 255)
+        assert pixels.getpixel((2 * (2 + 4), 14 + 2 * (2 + 4))) == (0, 0, 0)
