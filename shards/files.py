@@ -10,6 +10,7 @@ as ``/dev/zero`` would otherwise feed ``read`` or a hash forever.
 import errno
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -79,11 +80,28 @@ def read_regular(path: Path, what: str, max_bytes: int) -> bytes:
     return data
 
 
-def write_durably(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically: a temp file, fsynced, renamed over it."""
+def write_durably_with(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    """Replace ``path`` atomically with what ``write`` writes: a temp file, fsynced, renamed over it.
+
+    A reader sees the old file or the whole new one, never a part; a failure leaves neither a
+    changed ``path`` nor the temp file.
+
+    Args:
+        path: the file to replace (its directory must exist).
+        write: writes the content to the open binary temp file (``np.savez``, ``torch.save``, ...).
+    """
     temp = path.with_name(path.name + TEMP_SUFFIX)
-    with open(temp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
+    try:
+        with open(temp, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def write_durably(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` atomically (see ``write_durably_with``)."""
+    write_durably_with(path, lambda handle: handle.write(data))

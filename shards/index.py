@@ -7,7 +7,7 @@ archive order, ``<ext> <data offset> <size> <member name>``.
 from dataclasses import dataclass
 
 from shards.errors import ShardError
-from shards.sample import split_member_name
+from shards.sample import IMAGE_EXTENSIONS, split_member_name
 
 INDEX_VERSION = "v1.2"
 
@@ -38,6 +38,18 @@ def group_by_sample(members: list[IndexMember]) -> list[list[IndexMember]]:
         else:
             samples.append([member])
     return samples
+
+
+def image_and_class(members: list[IndexMember]) -> tuple[IndexMember, IndexMember]:
+    """The image member (``jpg`` or ``png``) and the ``cls`` member of one sample.
+
+    Args:
+        members: one sample's members from an index that passed the reader checks
+            (``shards.reader.check_shard``), so both are there.
+    """
+    by_extension = {member.extension: member for member in members}
+    image = next(by_extension[extension] for extension in IMAGE_EXTENSIONS if extension in by_extension)
+    return image, by_extension["cls"]
 
 
 def format_index(samples: list[list[IndexMember]]) -> str:

@@ -8,9 +8,7 @@ exclusive ``flock`` and issue a single ``write`` on an ``O_APPEND`` descriptor f
 import fcntl
 import os
 import re
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -157,7 +155,7 @@ class Manifest:
 
 
 class ManifestFollower:
-    """Yields shard records of a growing manifest as they commit; its position can be saved."""
+    """The shard records of a growing manifest as they commit, one ``poll`` at a time; its position can be saved."""
 
     def __init__(self, stream_dir: Path, offset: int = 0):
         self.manifest = Manifest(stream_dir)
@@ -172,28 +170,6 @@ class ManifestFollower:
             start += len(line) + 1
         self.offset = end  # only past lines that parsed: a bad line is reported again, never skipped
         return [record for record in records if record.kind == "shard"]
-
-    def follow(
-        self,
-        stop: Callable[[], bool],
-        poll_interval_s: float = 1.0,
-        idle_timeout_s: float | None = None,
-    ) -> Iterator[ManifestRecord]:
-        """Yield shard records as they commit until ``stop()`` is true or nothing new arrived
-        for ``idle_timeout_s`` seconds. Records committed before ``stop()`` turned true are
-        still yielded (one last poll)."""
-        last_new = time.monotonic()
-        while True:
-            stopping = stop()
-            records = self.poll()
-            yield from records
-            if records:
-                last_new = time.monotonic()
-            if stopping:
-                return
-            if idle_timeout_s is not None and time.monotonic() - last_new > idle_timeout_s:
-                return
-            time.sleep(poll_interval_s)
 
     def state_dict(self) -> dict[str, int]:
         return {"offset": self.offset}

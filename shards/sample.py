@@ -17,6 +17,8 @@ ALLOWED_FIELDS = frozenset({"__key__", "cls", "json", *IMAGE_EXTENSIONS})
 # exactly one 512-byte header (the index writer relies on that).
 MAX_KEY_CHARS = 90
 _KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+# A class index has far fewer digits; a longer cls is damage (and Python refuses int() of > 4300 digits).
+MAX_CLASS_DIGITS = 18
 _IMAGE_MAGIC = {"jpg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
 
 
@@ -67,6 +69,24 @@ def encode_class(value: Any, key: str) -> bytes:
     if not text.isdigit() or not text.isascii():
         raise SampleError(f"sample {key}: cls must be a non-negative decimal integer (got {value!r})")
     return str(int(text)).encode("ascii")
+
+
+def decode_class(raw: bytes, key: str) -> int:
+    """The class index of a ``cls`` field: ASCII decimal, surrounding whitespace allowed (as WebDataset reads it).
+
+    Args:
+        raw: the field's bytes.
+        key: the sample, for the message.
+
+    Raises:
+        SampleError: naming the key, when the field is not a non-negative decimal integer of at
+            most ``MAX_CLASS_DIGITS`` digits.
+    """
+    text = raw.decode("ascii", errors="replace").strip()
+    if not (text.isascii() and text.isdecimal()) or len(text) > MAX_CLASS_DIGITS:
+        raise SampleError(f"sample {key}: cls must be a non-negative decimal integer of at most "
+                          f"{MAX_CLASS_DIGITS} digits (got {text[:MAX_CLASS_DIGITS + 2]!r})")
+    return int(text)
 
 
 def encode_provenance(value: Any, key: str) -> bytes:

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
+from cluster.config import load_config
 from datagen.errors import DatagenError
 from datagen.generators.cvae import (
     CONFIG_NAME,
@@ -16,6 +18,7 @@ from datagen.generators.cvae import (
     load_cvae,
 )
 from datagen.generators.cvae_config import CvaeArchitecture
+from datagen.generators.loading import load_generator
 
 TINY = CvaeArchitecture(num_classes=4, image_size=8, hidden_dim=16, latent_dim=3, label_embedding_dim=2)
 
@@ -148,3 +151,19 @@ def test_load_refuses_pickled_objects(tmp_path: Path):
     tiny_generator().save(tmp_path)
     rewrite_weights(tmp_path, lambda state: state.update({"decoder_input.weight": NotAWeight()}))
     assert "cannot read CVAE weights" in one_line_error(lambda: load_cvae(tmp_path))
+
+
+def test_a_missing_cvae_directory_loads_once_the_advice_is_applied(tmp_path):
+    """The advice names the job's config path: applied as ``--set``, the generator loads."""
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({"name": "cvae", "output_dir": str(tmp_path / "out"),
+                                   "datagen": {"generator": {"kind": "cvae", "weights": str(tmp_path / "missing")}}}))
+
+    def load(config):
+        return load_generator(config.datagen.generator.kind, config.datagen.weights_path(config.output_dir), torch.device("cpu"))
+
+    message = one_line_error(lambda: load(load_config(job)))
+    advised = re.search(r"set ([A-Za-z0-9_.]+)", message)[1]
+    assert advised == "datagen.generator.weights"
+    tiny_generator().save(tmp_path / "cvae")
+    assert load(load_config(job, [f"{advised}={tmp_path / 'cvae'}"])).num_classes == TINY.num_classes

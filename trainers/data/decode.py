@@ -17,11 +17,16 @@ import torch
 from nvidia.dali import fn, pipeline_def
 from nvidia.dali.plugin.pytorch import feed_ndarray
 
+from shards.errors import SampleError
+from shards.sample import decode_class
 from trainers.data.augment import Augment, decoder_device, train_transform
 from trainers.data.config import LoaderConfig
 from trainers.errors import TrainError
 
 _INPUT = "encoded"
+# The label of a sample whose ``cls`` is not a class index (or that was not read whole): the
+# batch source counts it as a bad sample.
+UNREADABLE_LABEL = -1
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,14 @@ class EncodedSample:
     image: np.ndarray
     label: int
     where: str
+
+
+def read_label(raw: bytes, where: str) -> int:
+    """The class index of a ``cls`` field, or ``UNREADABLE_LABEL`` if it is not one."""
+    try:
+        return decode_class(raw, where)
+    except SampleError:
+        return UNREADABLE_LABEL
 
 
 def _device_id(device: str) -> int | None:

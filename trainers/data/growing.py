@@ -23,13 +23,10 @@ import numpy as np
 
 from shards.errors import ShardError
 from shards.files import open_regular
-from shards.index import IndexMember
+from shards.index import IndexMember, image_and_class
 from shards.manifest import Manifest, ManifestFollower, ManifestRecord
-from shards.reader import check_shard
-from trainers.data.decode import EncodedSample
-from trainers.data.static import parse_label
-
-_IMAGE_EXTENSIONS = ("jpg", "png")
+from shards.reader import DamagedShard, check_shard
+from trainers.data.decode import UNREADABLE_LABEL, EncodedSample, read_label
 
 
 @dataclass
@@ -59,10 +56,9 @@ def _locations(samples: list[list[IndexMember]]) -> tuple[list[_Member], list[_M
     """Image and ``cls`` member locations and keys of every sample of a checked index."""
     images, labels, keys = [], [], []
     for members in samples:
-        by_extension = {member.extension: member for member in members}
-        image = next(by_extension[ext] for ext in _IMAGE_EXTENSIONS if ext in by_extension)
+        image, label = image_and_class(members)
         images.append(_Member(image.offset, image.size))
-        labels.append(_Member(by_extension["cls"].offset, by_extension["cls"].size))
+        labels.append(_Member(label.offset, label.size))
         keys.append(image.key)
     return images, labels, keys
 
@@ -87,7 +83,7 @@ class GrowingReader:
         self._shards: list[_Shard] = []
         self._rng = np.random.default_rng([seed, rank])
         self._files: dict[Path, BinaryIO] = {}
-        self.damaged_samples = 0
+        self.damaged: list[DamagedShard] = []  # this rank's committed shards the reader checks refused
 
     def _add(self, record: ManifestRecord) -> None:
         position = self._shards_seen
@@ -97,8 +93,8 @@ class GrowingReader:
         path = self.stream_dir / record.name
         try:
             samples = check_shard(path, record)
-        except ShardError:
-            self.damaged_samples += record.samples
+        except ShardError as error:
+            self.damaged.append(DamagedShard(path, record, str(error)))
             return
         images, labels, keys = _locations(samples)
         order = np.random.default_rng([self.seed, self.rank, position]).permutation(len(keys))
@@ -108,6 +104,11 @@ class GrowingReader:
         """Take in shards committed since the last poll."""
         for record in self._follower.poll():
             self._add(record)
+
+    @property
+    def damaged_samples(self) -> int:
+        """Samples of the damaged shards (counted as bad samples)."""
+        return sum(shard.record.samples for shard in self.damaged)
 
     @property
     def backlog(self) -> int:
@@ -131,11 +132,11 @@ class GrowingReader:
         image, label = shard.images[sample], shard.labels[sample]
         where = f"{shard.path}:{shard.keys[sample]}"
         image_bytes = os.pread(descriptor, image.size, image.offset)
-        label_value = parse_label(os.pread(descriptor, label.size, label.offset))
-        if len(image_bytes) != image.size or label_value is None:
-            # A short read (the file changed under us) or a non-decimal label: marked with -1
-            # so the batch source counts it as a bad sample.
-            return EncodedSample(np.zeros(0, np.uint8), -1, where)
+        label_value = read_label(os.pread(descriptor, label.size, label.offset), where)
+        if len(image_bytes) != image.size or label_value == UNREADABLE_LABEL:
+            # A short read (the file changed under us) or a non-decimal label: the batch source
+            # counts it as a bad sample.
+            return EncodedSample(np.zeros(0, np.uint8), UNREADABLE_LABEL, where)
         return EncodedSample(np.frombuffer(image_bytes, np.uint8), label_value, where)
 
     def take(self, count: int) -> list[EncodedSample]:
@@ -170,7 +171,7 @@ class GrowingReader:
         """Rebuild the shard list from the manifest up to the saved offset and restore the counts."""
         self.close()
         self._follower = ManifestFollower(self.stream_dir)
-        self._shards_seen, self._shards, self.damaged_samples = 0, [], 0
+        self._shards_seen, self._shards, self.damaged = 0, [], []
         records = Manifest(self.stream_dir).shards()[: state["shards_seen"]]
         for record in records:
             self._add(record)

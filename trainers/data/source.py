@@ -12,8 +12,9 @@ import torch
 
 from trainers.batches import StreamBatch, StreamStats
 from trainers.config import StreamConfig
+from trainers.data.bad_data import bad_samples_error, damaged_shards_error
 from trainers.data.config import LoaderConfig
-from trainers.data.decode import DecodeStage, EncodedSample
+from trainers.data.decode import UNREADABLE_LABEL, DecodeStage, EncodedSample
 from trainers.data.growing import GrowingReader
 from trainers.data.static import StaticReader
 from trainers.errors import TrainError
@@ -27,7 +28,7 @@ class DaliBatchSource:
     (poll the manifest until enough commit, TrainError after ``wait_timeout_s``), ``reuse``
     (fill up with already-committed samples; skip while nothing is committed yet) or ``skip``
     (return None). Undecodable images are dropped, counted and replaced, or raise TrainError
-    when ``loader.on_bad_sample == "fail"``.
+    when ``train.data.on_bad_sample == "fail"``.
     """
 
     def __init__(self, stream: str, reader: StaticReader | GrowingReader, decode: DecodeStage,
@@ -44,10 +45,7 @@ class DaliBatchSource:
 
     def _refuse(self, bad: list[EncodedSample], reason: str) -> None:
         if self._loader.on_bad_sample == "fail":
-            where = ", ".join(sample.where for sample in bad)
-            raise TrainError(
-                f"stream {self.stream}: {reason}: {where}; remove the shard or set loader.on_bad_sample: skip"
-            )
+            raise bad_samples_error(self.stream, reason, [sample.where for sample in bad])
         self._refused += len(bad)
         self.stats.bad_samples = self._refused + self._reader.damaged_samples
 
@@ -57,11 +55,8 @@ class DaliBatchSource:
             return self._reader.take(count)
         reader: GrowingReader = self._reader
         reader.poll()
-        if reader.damaged_samples and self._loader.on_bad_sample == "fail":
-            raise TrainError(
-                f"stream {self.stream}: a committed shard in {reader.stream_dir} is truncated or lacks its index; "
-                "run `genint shards verify` or set loader.on_bad_sample: skip"
-            )
+        if reader.damaged and self._loader.on_bad_sample == "fail":
+            raise damaged_shards_error(self.stream, reader.damaged)
         if reader.backlog >= count:
             return reader.take(count)
         policy = self._config.when_short
@@ -84,7 +79,8 @@ class DaliBatchSource:
                         f"stream {self.stream}: waited {self._config.wait_timeout_s:g} s for {count} unread samples "
                         f"in {reader.stream_dir}; rank {reader.rank} has {reader.committed} samples in "
                         f"{reader.committed_shards} committed shards, {reader.backlog} unread; raise "
-                        f"train.streams.{self.stream}.wait_timeout_s or set when_short: reuse or skip"
+                        f"train.streams.{self.stream}.wait_timeout_s or set train.streams.{self.stream}.when_short: "
+                        "reuse or skip"
                     )
                 time.sleep(self._loader.poll_interval_s)
                 reader.poll()
@@ -98,10 +94,10 @@ class DaliBatchSource:
         if samples is None:
             return None
         while True:
-            unreadable = [sample for sample in samples if sample.label < 0]
+            unreadable = [sample for sample in samples if sample.label == UNREADABLE_LABEL]
             if unreadable:
                 self._refuse(unreadable, "unreadable sample (short read or non-decimal cls)")
-                samples = [sample for sample in samples if sample.label >= 0]
+                samples = [sample for sample in samples if sample.label != UNREADABLE_LABEL]
             else:
                 images = self._decode.run(samples)
                 if isinstance(images, torch.Tensor):

@@ -12,18 +12,14 @@ from pathlib import Path
 
 from nvidia.dali import fn, pipeline_def
 
+from shards.names import index_file_name
 from shards.reader import check_committed_shards
+from trainers.data.bad_data import damaged_shards_error
 from trainers.data.config import LoaderConfig
-from trainers.data.decode import EncodedSample
+from trainers.data.decode import EncodedSample, read_label
 from trainers.errors import TrainError
 
 _READER = "reader"
-
-
-def parse_label(raw: bytes) -> int | None:
-    """The class index of a ``cls`` field (ASCII decimal), or None if it is not one."""
-    text = raw.decode("ascii", errors="replace").strip()
-    return int(text) if text.isdigit() else None
 
 
 class StaticReader:
@@ -48,10 +44,7 @@ class StaticReader:
         # on it mid-epoch or read whatever its index points at.
         intact, damaged = check_committed_shards(stream_dir)
         if damaged and loader.on_bad_sample == "fail":
-            raise TrainError(
-                f"stream {stream}: {len(damaged)} damaged shards, first {damaged[0].reason}; run `genint shards verify`, "
-                "or set loader.on_bad_sample: skip to train without them"
-            )
+            raise damaged_shards_error(stream, damaged)
         if not intact:
             raise TrainError(f"stream {stream}: no readable committed shards in {stream_dir}; prepare or generate it first")
         self.stream = stream
@@ -62,6 +55,7 @@ class StaticReader:
         self.world_size = world_size
         self.seed = seed
         self._paths = [str(path) for path, _ in intact]
+        self._index_paths = [str(path.with_name(index_file_name(path.name))) for path, _ in intact]
         total = sum(record.samples for _, record in intact)
         self.epoch_samples = math.ceil(total / world_size)
         self._pipe = self._build(checkpoint=None)
@@ -81,7 +75,7 @@ class StaticReader:
         def pipeline():
             return tuple(fn.readers.webdataset(
                 paths=self._paths,
-                index_paths=[path.removesuffix(".tar") + ".idx" for path in self._paths],
+                index_paths=self._index_paths,
                 ext=["jpg;png", "cls"],
                 missing_component_behavior="skip",
                 shard_id=self.rank,
@@ -103,13 +97,11 @@ class StaticReader:
         self._pending = []
         for i in range(len(images)):
             where = images[i].source_info()
-            label = parse_label(bytes(labels.at(i)))
-            sample = EncodedSample(images.at(i).copy(), -1 if label is None else label, where)
-            self._pending.append(sample)
+            self._pending.append(EncodedSample(images.at(i).copy(), read_label(bytes(labels.at(i)), where), where))
         self._taken_from_batch = 0
 
     def take(self, count: int) -> list[EncodedSample]:
-        """The next ``count`` samples (labels of -1 mark a ``cls`` that is not a class index)."""
+        """The next ``count`` samples (``UNREADABLE_LABEL`` marks a ``cls`` that is not a class index)."""
         out: list[EncodedSample] = []
         while len(out) < count:
             if self._taken_from_batch == len(self._pending):
