@@ -3,6 +3,7 @@
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.progress import (
@@ -14,7 +15,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from shards.inspect import StreamSummary
+if TYPE_CHECKING:  # a type only: shards.inspect reads through webdataset, which imports torch
+    from shards.inspect import StreamSummary
 
 console = Console()
 
@@ -57,7 +59,7 @@ def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
         yield add(description)
 
 
-def summary_tables(summaries: list[StreamSummary], max_classes: int = 20) -> list[Table]:
+def summary_tables(summaries: "list[StreamSummary]", max_classes: int = 20) -> list[Table]:
     """One table of totals for all streams, then one table per stream's provenance fields."""
     totals = Table(title="streams")
     for column in ("stream", "shards", "samples", "MiB", "classes", "per-class samples"):

@@ -12,11 +12,11 @@ from pydantic import (
     PositiveInt,
 )
 
-from datagen.directions import DirectionsConfig
+from datagen.directions_config import DirectionsConfig
 from datagen.generators.cvae_config import CvaeTrainConfig
 from datagen.limits import MAX_ACTORS, MAX_BATCH_SIZE, MAX_CLASSES, MAX_SAMPLES, MAX_SEED
-from datagen.strategies import StrategyConfig
-from datagen.transfer_stage import TransferStageConfig
+from datagen.strategy_config import StrategyConfig
+from datagen.transfer.config import TransferStageConfig
 from shards.config import StreamName
 
 

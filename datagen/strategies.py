@@ -8,78 +8,16 @@ sample i is the same whichever actor makes it and however often it is remade.
 import json
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    NonNegativeFloat,
-    PositiveInt,
-    model_validator,
-)
 
 from datagen.directions import Directions
 from datagen.errors import DatagenError
-from datagen.limits import MAX_DIMENSIONS, MAX_SAMPLES
+from datagen.strategy_config import StrategyConfig
 
 # The reference ranges were hand-tuned for this generator's top 60 directions.
 REFERENCE_RANGES_GENERATOR = "biggan-deep-256"
-
-PRESETS: dict[str, dict] = {
-    # The paper's chosen strategy (tightest causal bound), at the reference code's volume.
-    "paper": dict(kind="intervention", truncation=1.0, top_k=60, scale=1.0, components_per_seed=5, offsets_per_component=1, seeds_per_class=1000),
-    # Fig. 5 strength presets (truncation 0.5, 2000 images per class).
-    "none": dict(kind="observational", truncation=0.5, seeds_per_class=2000),
-    "weak": dict(kind="intervention", truncation=0.5, top_k=20, components_per_seed=4, offsets_per_component=10, offset_range=(-5.0, 5.0), seeds_per_class=50),
-    "medium": dict(kind="intervention", truncation=0.5, top_k=20, components_per_seed=2, offsets_per_component=2, offset_range=(-7.0, 7.0), seeds_per_class=500),
-    "strong": dict(kind="intervention", truncation=0.5, top_k=20, components_per_seed=2, offsets_per_component=1, offset_range=(-9.0, 9.0), seeds_per_class=1000),
-    # The "GAN augmentation" baseline: plain sampling at truncation 0.2.
-    "gan-augmentation": dict(kind="observational", truncation=0.2, seeds_per_class=2000),
-}
-
-
-class StrategyConfig(BaseModel):
-    """A strategy: a preset name, optionally with fields overridden, or every field spelled out."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    preset: Literal["paper", "none", "weak", "medium", "strong", "gan-augmentation"] | None = None
-    kind: Literal["intervention", "observational"] = "intervention"
-    truncation: float = Field(default=1.0, gt=0, le=1, description="t: scales the latents and picks BigGAN's batch-norm statistics")
-    top_k: PositiveInt = Field(default=60, le=MAX_DIMENSIONS, description="k: components are chosen among the top k")
-    scale: NonNegativeFloat = Field(default=1.0, description="s: offsets are drawn within s x each component's range")
-    components_per_seed: PositiveInt = Field(default=5, le=MAX_DIMENSIONS, description="components chosen per seed; one image each")
-    offsets_per_component: PositiveInt = Field(default=1, le=MAX_DIMENSIONS)
-    offset_range: tuple[float, float] | None = Field(default=None, description="fixed offset interval instead of per-component ranges")
-    ranges: Literal["auto", "reference", "spread"] = Field(
-        default="auto", description="per-component ranges: the reference code's (BigGAN-deep-256) or from the latents' spread"
-    )
-    spread_factor: NonNegativeFloat = Field(default=3.0, description="spread ranges are +- this many stdevs along the direction")
-    seeds_per_class: PositiveInt = Field(default=1000, le=MAX_SAMPLES)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _expand_preset(cls, raw):
-        if isinstance(raw, str):
-            raw = {"preset": raw}
-        if isinstance(raw, dict) and raw.get("preset") in PRESETS:
-            raw = {**PRESETS[raw["preset"]], **raw}
-        return raw
-
-    @model_validator(mode="after")
-    def _components_fit(self) -> "StrategyConfig":
-        if self.kind == "intervention" and self.components_per_seed > self.top_k:
-            raise ValueError(f"components_per_seed must be <= top_k (got {self.components_per_seed} > {self.top_k})")
-        if self.offset_range is not None and self.offset_range[0] > self.offset_range[1]:
-            raise ValueError(f"offset_range must be [low, high] (got {list(self.offset_range)})")
-        return self
-
-    @property
-    def images_per_seed(self) -> int:
-        return 1 if self.kind == "observational" else self.components_per_seed * self.offsets_per_component
 
 
 @dataclass(frozen=True)

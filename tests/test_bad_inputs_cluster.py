@@ -1,5 +1,6 @@
 """Bad inputs to the cluster commands: ``genint status | logs | stop | list | submit`` (the dashboard
-URL), ``scale`` and ``top JOB`` (the Ray cluster address) and ``top --metrics`` (the endpoint).
+URL, ``--dashboard``), ``scale`` and ``top JOB`` (the Ray cluster address, ``--address``) and
+``top --metrics`` (the endpoint).
 
 Each row runs against real servers on loopback started by this module: HTTP servers answering what
 a Ray dashboard or a genint job would not (a 404 page, HTML, foreign JSON, 401/403, series without
@@ -101,32 +102,34 @@ NOT_CLUSTER = "is not a Ray cluster address"
 
 CASES = [
     # -- the dashboard URL: status, logs, stop, list, submit --------------------------------
-    BadInput("status-no-address", ["status", "tiny-1"], 2, "no cluster address: pass --address http://HOST:8265 or set RAY_ADDRESS"),
-    BadInput("status-not-a-url", ["status", "tiny-1", "--address", "nonsense"], 2, f"--address 'nonsense' {DASHBOARD_URL}"),
-    BadInput("logs-scheme-without-host", ["logs", "tiny-1", "--address", "http://"], 2, f"--address 'http://' {DASHBOARD_URL}"),
-    BadInput("stop-ftp-url", ["stop", "tiny-1", "--address", "ftp://x"], 2, f"--address 'ftp://x' {DASHBOARD_URL}"),
-    BadInput("list-port-out-of-range", ["list", "--address", "http://127.0.0.1:99999"], 2, DASHBOARD_URL),
-    BadInput("list-url-with-a-path", ["list", "--address", "http://127.0.0.1:8265/jobs"], 2, DASHBOARD_URL),
-    BadInput("status-gcs-address-for-dashboard", ["status", "tiny-1", "--address", "127.0.0.1:6379"], 2, DASHBOARD_URL),
+    BadInput("status-no-address", ["status", "tiny-1"], 2, "no cluster address: pass --dashboard http://HOST:8265 or set RAY_ADDRESS"),
+    BadInput("status-not-a-url", ["status", "tiny-1", "--dashboard", "nonsense"], 2, f"--dashboard 'nonsense' {DASHBOARD_URL}"),
+    BadInput("logs-scheme-without-host", ["logs", "tiny-1", "--dashboard", "http://"], 2, f"--dashboard 'http://' {DASHBOARD_URL}"),
+    BadInput("stop-ftp-url", ["stop", "tiny-1", "--dashboard", "ftp://x"], 2, f"--dashboard 'ftp://x' {DASHBOARD_URL}"),
+    BadInput("list-port-out-of-range", ["list", "--dashboard", "http://127.0.0.1:99999"], 2, DASHBOARD_URL),
+    BadInput("list-url-with-a-path", ["list", "--dashboard", "http://127.0.0.1:8265/jobs"], 2, DASHBOARD_URL),
+    BadInput("status-gcs-address-for-dashboard", ["status", "tiny-1", "--dashboard", "127.0.0.1:6379"], 2, DASHBOARD_URL),
     BadInput("status-ray-address-env-not-a-url", ["status", "tiny-1"], 2, f"RAY_ADDRESS 'nonsense' {DASHBOARD_URL}",
              env={"RAY_ADDRESS": "nonsense"}),
-    BadInput("status-closed-port", ["status", "tiny-1", "--address", http_(CLOSED)], 1,
+    BadInput("status-closed-port", ["status", "tiny-1", "--dashboard", http_(CLOSED)], 1,
              f"cannot reach a Ray dashboard at {http_(CLOSED)} within 10 s"),
-    BadInput("status-silent-server", ["status", "tiny-1", "--address", http_(SILENT)], 1,
+    BadInput("status-silent-server", ["status", "tiny-1", "--dashboard", http_(SILENT)], 1,
              f"cannot reach a Ray dashboard at {http_(SILENT)} within 10 s (no answer)"),
-    BadInput("logs-404-page", ["logs", "tiny-1", "--address", http_(NOT_FOUND)], 1,
+    BadInput("logs-404-page", ["logs", "tiny-1", "--dashboard", http_(NOT_FOUND)], 1,
              f"{http_(NOT_FOUND)} is not a Ray dashboard: GET /api/version answered HTTP 404 text/html"),
-    BadInput("list-html-page", ["list", "--address", http_(HTML)], 1, f"{http_(HTML)} is not a Ray dashboard: GET /api/version answered HTTP 200"),
-    BadInput("stop-foreign-json", ["stop", "tiny-1", "--address", http_(FOREIGN_JSON)], 1,
+    BadInput("list-html-page", ["list", "--dashboard", http_(HTML)], 1, f"{http_(HTML)} is not a Ray dashboard: GET /api/version answered HTTP 200"),
+    BadInput("stop-foreign-json", ["stop", "tiny-1", "--dashboard", http_(FOREIGN_JSON)], 1,
              f"{http_(FOREIGN_JSON)} is not a Ray dashboard"),
-    BadInput("status-token-required", ["status", "tiny-1", "--address", http_(WANTS_TOKEN)], 1,
+    BadInput("status-token-required", ["status", "tiny-1", "--dashboard", http_(WANTS_TOKEN)], 1,
              "requires a token and none was sent: set RAY_AUTH_TOKEN"),
-    BadInput("list-token-rejected", ["list", "--address", http_(REFUSES_TOKEN)], 1, "rejected the token: set RAY_AUTH_TOKEN",
+    BadInput("list-token-rejected", ["list", "--dashboard", http_(REFUSES_TOKEN)], 1, "rejected the token: set RAY_AUTH_TOKEN",
              env={"RAY_AUTH_TOKEN": "0" * 32}),
-    BadInput("submit-not-a-url", ["submit", "job.yaml", "--address", "localhost"], 2, f"--address 'localhost' {DASHBOARD_URL}",
+    BadInput("submit-not-a-url", ["submit", "job.yaml", "--dashboard", "localhost"], 2, f"--dashboard 'localhost' {DASHBOARD_URL}",
              setup=_job_config),
-    BadInput("submit-closed-port", ["submit", "job.yaml", "--address", http_(CLOSED)], 1,
+    BadInput("submit-closed-port", ["submit", "job.yaml", "--dashboard", http_(CLOSED)], 1,
              f"cannot reach a Ray dashboard at {http_(CLOSED)}", setup=_job_config),
+    BadInput("status-cluster-address-flag", ["status", "tiny-1", "--address", "127.0.0.1:6379"], 2,
+             "takes the Ray dashboard's URL as --dashboard http://HOST:8265; --address is the Ray cluster's address"),
     # -- the Ray cluster address: scale, top JOB ---------------------------------------------
     BadInput("scale-without-a-count", ["scale", "tiny"], 2, "scale: give --datagen N and/or --trainers N"),
     BadInput("scale-dashboard-url", ["scale", "tiny", "--datagen", "2", "--address", "http://127.0.0.1:8265"], 2,

@@ -27,6 +27,11 @@ from trainers.limits import (
     MAX_WORKERS,
 )
 
+# The classifiers trainers/models.py builds: torchvision's ResNets and a small CNN for small images.
+TORCHVISION_ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
+ARCHITECTURES = (*TORCHVISION_ARCHITECTURES, "small_cnn")
+Architecture = Literal[ARCHITECTURES]  # type: ignore[valid-type]
+
 
 class StreamConfig(BaseModel):
     """One stream's share of every step and its weight in the loss."""
@@ -77,7 +82,7 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    model: Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "small_cnn"] = Field(
+    model: Architecture = Field(
         default="resnet152", description="a torchvision ResNet, or small_cnn (three conv blocks, for small images)"
     )
     num_classes: PositiveInt = Field(default=1000, le=MAX_CLASSES, description="classifier outputs")

@@ -7,12 +7,10 @@ import torchvision
 from torch import nn
 
 from trainers.checkpoint_files import MODEL_STATES_NAME, checked_tag_dir
+from trainers.config import ARCHITECTURES, TORCHVISION_ARCHITECTURES
 from trainers.errors import TrainError
 from trainers.small_cnn import SmallConvNet
 from trainers.torch_files import load_plain
-
-TORCHVISION_ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-ARCHITECTURES = (*TORCHVISION_ARCHITECTURES, "small_cnn")
 
 
 def _check_arch(arch: str) -> None:

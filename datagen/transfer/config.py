@@ -1,4 +1,5 @@
-"""Configuration of the transfer stage: Gatys style transfer of interventions onto natural images (X_itr).
+"""Configuration of the transfer stage: Gatys style transfer of interventions onto natural images (X_itr),
+and the actor pool that runs it. Torch-free, so a job config validates without loading VGG.
 
 Defaults follow the GenInt paper and its reference code. The paper's supplement names the layers
 by count ("features at 1st, 2nd, 3rd, 4th, 5th convolutional layer as the style ... 4th
@@ -20,9 +21,23 @@ from pydantic import (
     model_validator,
 )
 
-from datagen.limits import MAX_BATCH_SIZE, MAX_IMAGE_SIZE_PX, MAX_ITERATIONS, MAX_SEED
-from datagen.transfer.vgg import VGG19_CONV_NAMES
+from datagen.limits import (
+    MAX_ACTORS,
+    MAX_BATCH_SIZE,
+    MAX_IMAGE_SIZE_PX,
+    MAX_ITERATIONS,
+    MAX_SAMPLES,
+    MAX_SEED,
+    MAX_TIMEOUT_S,
+)
+from shards.config import StreamName
 
+# The convolutions of torchvision's vgg19().features, block by block (datagen/transfer/vgg.py
+# checks this list against the network when it loads).
+VGG19_CONV_NAMES = ("conv1_1", "conv1_2", "conv2_1", "conv2_2",
+                    "conv3_1", "conv3_2", "conv3_3", "conv3_4",
+                    "conv4_1", "conv4_2", "conv4_3", "conv4_4",
+                    "conv5_1", "conv5_2", "conv5_3", "conv5_4")
 ConvName = Literal[VGG19_CONV_NAMES]  # type: ignore[valid-type]
 
 
@@ -63,3 +78,19 @@ class TransferConfig(BaseModel):
         if self.min_steps > self.max_steps:
             raise ValueError(f"min_steps ({self.min_steps}) must be <= max_steps ({self.max_steps})")
         return self
+
+
+class TransferStageConfig(BaseModel):
+    """The transfer actor pool and what it reads and writes."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    actors: NonNegativeInt = Field(default=0, le=MAX_ACTORS, description="transfer actors; 0 turns transfer off")
+    content_stream: StreamName = "original"
+    style_stream: StreamName = "interventional"
+    stream: StreamName = "transferred"
+    samples_per_unit: PositiveInt = Field(default=16, le=MAX_SAMPLES)
+    max_samples: PositiveInt | None = Field(default=None, le=MAX_SAMPLES, description="transfer only the first N content samples")
+    style_pool_units: PositiveInt = Field(default=4, le=MAX_SAMPLES, description="generation units whose images form the style pool")
+    style_wait_timeout_s: PositiveFloat = Field(default=3600.0, le=MAX_TIMEOUT_S)
+    gatys: TransferConfig = Field(default_factory=TransferConfig)
