@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from datagen.generators.cvae import ConditionalVae, CvaeGenerator
 from datagen.generators.cvae_config import CvaeArchitecture, CvaeTrainConfig
-from datagen.generators.cvae_digits import coloured_digits
 from datagen.generators.cvae_training import negative_elbo, train_cvae
+from experiments.colored_digits.painter import coloured_digits
 
 
 def dataloader_baseline(images: torch.Tensor, labels: torch.Tensor, config: CvaeTrainConfig) -> float:

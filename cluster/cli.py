@@ -78,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a job on an embedded local Ray")
     _add_config_arguments(run)
 
-    experiment = commands.add_parser("experiment", help="run the Colored Digits experiment (paper Table 5); finished stages are reused")
+    experiment = commands.add_parser("experiment", help="run the experiment its config's kind names (configs/experiments/, "
+                                     "e.g. Colored Digits, the paper's Table 5); finished stages are reused")
     _add_config_arguments(experiment)
     experiment.add_argument("--fresh", action="store_true", help="delete the run directory first and redo every stage")
 
@@ -167,16 +168,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from cluster.colored_digits.config import ExperimentConfig
-    from cluster.colored_digits.experiment import run_experiment
-    from cluster.colored_digits.report import REPORT_MD, rich_tables
+    # The one import of experiments/ (it sits above cluster): lazy, so other verbs never load it.
+    from experiments.registry import load_experiment
 
-    experiment = load_config(args.config, args.overrides, model=ExperimentConfig)
-    report = run_experiment(experiment, fresh=args.fresh)
-    for table in rich_tables(report):
-        console.print(table)
-    console.print(f"verdict: {report.verdict}")
-    console.print(f"report: {experiment.output_dir / REPORT_MD} (and report.json, samples: {report.samples_png})")
+    experiment = load_experiment(args.config, args.overrides)
+    for renderable in experiment.run(fresh=args.fresh):
+        console.print(renderable)
     return 0
 
 

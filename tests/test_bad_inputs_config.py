@@ -112,8 +112,14 @@ CASES = [
              "experiment.yaml: irm.irm_weight must be a finite number (got inf)", _experiment(EXPERIMENT_TEXT)),
     BadInput("experiment-billion-laughs", ["experiment", "experiment.yaml"], 2, f"more than {MAX_VALUES} values",
              _experiment(EXPERIMENT_TEXT + LAUGHS[LAUGHS.index("  deepspeed:"):])),
-    BadInput("experiment-given-a-job-config", ["experiment", "job.yaml"], 2, "job.yaml: train.num_classes must be 10, the digits' classes (got 1000)",
-             _job(JOB_TEXT)),
+    BadInput("experiment-given-a-job-config", ["experiment", "job.yaml"], 2,
+             "job.yaml: kind is required: it names the experiment (known kinds: colored_digits)", _job(JOB_TEXT)),
+    BadInput("experiment-unknown-kind", ["experiment", "experiment.yaml", "--set", "kind=colored_mnist"], 2,
+             "experiment.yaml: kind must be one of the known kinds: colored_digits (got 'colored_mnist')", _experiment(EXPERIMENT_TEXT)),
+    BadInput("experiment-kind-not-a-name", ["experiment", "experiment.yaml", "--set", "kind=[colored_digits]"], 2,
+             "experiment.yaml: kind must be one of the known kinds: colored_digits (got ['colored_digits'])", _experiment(EXPERIMENT_TEXT)),
+    BadInput("experiment-colored-digits-given-a-job-config", ["experiment", "job.yaml"], 2,
+             "job.yaml: train.num_classes must be 10, the digits' classes (got 1000)", _job("kind: colored_digits\n" + JOB_TEXT)),
 ]
 
 

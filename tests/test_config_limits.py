@@ -17,10 +17,10 @@ import yaml
 from pydantic import BaseModel
 
 import cluster.config_yaml
-from cluster.colored_digits.config import ExperimentConfig
 from cluster.config import MAX_PROBLEMS, JobConfig, load_config
 from cluster.config_yaml import MAX_CONFIG_BYTES, MAX_ECHO_CHARS, MAX_NESTING, MAX_VALUES, ConfigLoader
 from cluster.errors import ConfigError
+from experiments.colored_digits.config import ExperimentConfig
 
 BASE = "name: tiny\noutput_dir: out\ntrain:\n  model: resnet18\n  streams: {original: {batch_size: 8}}\n"
 

@@ -1,18 +1,23 @@
 """Training the CVAE on coloured digits, and reading its training data from a shard stream."""
 
 import io
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import make_sample, write_stream
 from PIL import Image
 
+from cluster.config import load_config
+from cluster.generation import train_generator
 from datagen.errors import DatagenError
+from datagen.generators.cvae import load_cvae
 from datagen.generators.cvae_config import CvaeArchitecture, CvaeTrainConfig
-from datagen.generators.cvae_digits import BACKGROUND_COLOURS, coloured_digits
 from datagen.generators.cvae_training import load_stream_images, train_cvae
+from experiments.colored_digits.painter import BACKGROUND_COLOURS, coloured_digits
 
 IMAGE_SIZE = 16
 # Small enough to train in a few seconds on 2 shared cores; lr 1e-2 gets the latent to stop
@@ -125,3 +130,18 @@ def test_load_stream_images_fails_one_line_on_a_corrupt_shard(stream_dir: Path):
     with pytest.raises(DatagenError) as caught:
         load_stream_images(stream_dir, image_size=8)
     assert "cannot read the training stream" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_classes_beyond_the_architecture_train_once_the_advice_is_applied(tmp_path: Path):
+    """The advice names the job's config path: applied as ``--set``, `genint generator train`'s stage trains."""
+    write_stream(tmp_path / "out" / "shards" / "original", 6)  # classes 0, 1, 2
+    job = tmp_path / "job.yaml"
+    architecture = {"num_classes": 2, "image_size": 8, "hidden_dim": 8}
+    job.write_text(yaml.safe_dump({"name": "cvae", "output_dir": str(tmp_path / "out"), "datagen": {
+        "generator": {"kind": "cvae", "train": {"model": architecture, "epochs": 1}}}}))
+    with pytest.raises(DatagenError, match=r"labels must lie in \[0, 2\)") as caught:
+        train_generator(load_config(job))
+    advised = re.search(r"raise ([A-Za-z0-9_.]+)", str(caught.value))[1]
+    assert advised == "datagen.generator.train.model.num_classes"
+    destination = train_generator(load_config(job, [f"{advised}=3"]))
+    assert load_cvae(destination).num_classes == 3
