@@ -1,6 +1,11 @@
-"""The generation stages of a job: train the CVAE, compute directions, run the generator pool."""
+"""The generation stages of a job: train the CVAE, compute directions, run the datagen pools.
+
+``run_datagen_stages`` is the one sequence of the pools (generation, then transfer) that
+``genint datagen`` and the job's controller both run, each showing progress its own way.
+"""
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cluster.config import JobConfig
@@ -19,7 +24,11 @@ from datagen.service import (
 )
 from datagen.transfer_stage import content_sample_count
 from datagen.units import WorkUnit
+from shards.config import StoreRef
 from shards.manifest import Manifest
+
+ProgressUpdate = Callable[[int, int], None]  # update(done, total) of a progress bar
+PoolCallback = Callable[[PoolEvent], None]
 
 
 def train_generator(config: JobConfig) -> Path:
@@ -51,15 +60,17 @@ def _use_gpu(config: JobConfig) -> bool:
     return config.datagen.device == "cuda" or (config.datagen.device == "auto" and cluster_has_gpus())
 
 
+def job_store(config: JobConfig, config_hash: str) -> StoreRef:
+    """The store the job's datagen writers write to: its ``shards`` settings at the job's store directory."""
+    return StoreRef.of(config.shards, config.store_dir, config_hash)
+
+
 def plan_job_generation(config: JobConfig, config_hash: str) -> tuple[ActorSettings, list[WorkUnit]]:
     """Check the job's generation inputs (before Ray starts) and plan its work units."""
-    return plan_generation(
-        config.datagen, config.output_dir, config.store_dir, config_hash,
-        config.shards.max_samples_per_shard, config.shards.max_bytes_per_shard,
-    )
+    return plan_generation(config.datagen, config.output_dir, job_store(config, config_hash))
 
 
-def _counting(update: Callable[[int, int], None], done: int, total: int, also: Callable[[PoolEvent], None] | None):
+def _counting(update: ProgressUpdate, done: int, total: int, also: PoolCallback | None) -> PoolCallback:
     """A pool callback that advances a progress bar by the images of each event (then calls ``also``)."""
     update(done, total)
 
@@ -74,7 +85,7 @@ def _counting(update: Callable[[int, int], None], done: int, total: int, also: C
 
 
 def generation_pool(config: JobConfig, settings: ActorSettings, units: list[WorkUnit],
-                    update: Callable[[int, int], None], also: Callable[[PoolEvent], None] | None = None) -> ActorPool:
+                    update: ProgressUpdate, also: PoolCallback | None = None) -> ActorPool:
     """The job's generator pool, reporting images to ``update`` (run it with ``run_pool``)."""
     progress = Manifest(config.store_dir / config.datagen.stream).unit_progress()
     done = sum(progress[unit.unit_id].samples for unit in units if unit.unit_id in progress)
@@ -83,15 +94,13 @@ def generation_pool(config: JobConfig, settings: ActorSettings, units: list[Work
 
 
 def transfer_pool(config: JobConfig, generation_units: list[WorkUnit], config_hash: str,
-                  update: Callable[[int, int], None], also: Callable[[PoolEvent], None] | None = None) -> ActorPool:
+                  update: ProgressUpdate, also: PoolCallback | None = None) -> ActorPool:
     """The job's transfer pool over its content stream (run it with ``run_pool``)."""
     stage = config.datagen.transfer
     on_event = _counting(update, 0, content_sample_count(config.store_dir, stage), also)
     return start_transfer_pool(
-        stage, generation_units, config.store_dir, config_hash,
-        config.shards.max_samples_per_shard, config.shards.max_bytes_per_shard,
-        device=config.datagen.device, resources=config.datagen.actor_resources,
-        on_event=on_event, use_gpu=_use_gpu(config),
+        stage, generation_units, job_store(config, config_hash), device=config.datagen.device,
+        resources=config.datagen.actor_resources, on_event=on_event, use_gpu=_use_gpu(config),
     )
 
 
@@ -101,3 +110,73 @@ def run_pool(pool: ActorPool) -> PoolReport:
         return pool.run()
     finally:
         pool.shutdown()
+
+
+@dataclass(frozen=True)
+class PoolStage:
+    """One datagen pool of a job, ready to start.
+
+    Attributes:
+        stage: ``datagen`` (the generator actors) or ``transfer`` (the metrics' ``pool`` label).
+        stream: the stream it writes.
+        make_pool: ``make_pool(update, also=None)`` starts the pool (Ray must be initialised),
+            reporting images to ``update`` and every event to ``also``; run it with ``run_pool``.
+    """
+
+    stage: str
+    stream: str
+    make_pool: Callable[..., ActorPool]
+
+    @property
+    def label(self) -> str:
+        """What a progress bar calls it."""
+        return f"generate {self.stream}" if self.stage == "datagen" else f"transfer -> {self.stream}"
+
+    def summary(self, report: PoolReport, store_dir: Path) -> str:
+        """One line on what the pool made."""
+        if self.stage == "datagen":
+            return (f"datagen: {report.images} images in {report.shards} shards from {report.units} units "
+                    f"({report.restarts} actor restarts) -> {store_dir / self.stream}")
+        return f"transfer: {report.images} images in {report.shards} shards -> {store_dir / self.stream}"
+
+
+def datagen_stages(config: JobConfig, plan: tuple[ActorSettings, list[WorkUnit]]) -> list[PoolStage]:
+    """The job's datagen pools in the order they run: generation, then transfer when ``datagen.transfer.actors`` > 0.
+
+    Args:
+        plan: the settings and work units from ``plan_job_generation``.
+    """
+    settings, units = plan
+    config_hash = settings.store.config_hash
+    stages = [PoolStage("datagen", config.datagen.stream,
+                        lambda update, also=None: generation_pool(config, settings, units, update, also))]
+    if config.datagen.transfer.actors > 0:
+        stages.append(PoolStage("transfer", config.datagen.transfer.stream,
+                                lambda update, also=None: transfer_pool(config, units, config_hash, update, also)))
+    return stages
+
+
+def run_datagen_stages(
+    config: JobConfig,
+    plan: tuple[ActorSettings, list[WorkUnit]],
+    run_stage: Callable[[PoolStage], PoolReport | None],
+    stopping: Callable[[], bool] = lambda: False,
+) -> dict[str, PoolReport | None]:
+    """Run the job's datagen pools one after another (see ``datagen_stages``).
+
+    Args:
+        plan: the settings and work units from ``plan_job_generation``.
+        run_stage: runs one stage to its end (for example ``run_pool(stage.make_pool(update))``
+            under a progress bar) and returns its report.
+        stopping: asked before each later stage; True starts no further pool (transfer is not
+            begun once the job is stopping).
+
+    Returns:
+        ``run_stage``'s result per stream, for the stages that ran.
+    """
+    reports: dict[str, PoolReport | None] = {}
+    for stage in datagen_stages(config, plan):
+        if reports and stopping():
+            break
+        reports[stage.stream] = run_stage(stage)
+    return reports

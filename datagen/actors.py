@@ -14,6 +14,7 @@ from datagen.generators.loading import load_generator, pick_device
 from datagen.produce import ImageEncoding, UnitProducer
 from datagen.unit_writer import UnitReport, UnitWriter
 from datagen.units import WorkUnit
+from shards.config import StoreRef
 
 
 @dataclass(frozen=True)
@@ -21,12 +22,9 @@ class ActorSettings:
     """What an actor needs besides its writer id (picklable, sent once to every actor)."""
 
     datagen: DatagenConfig
-    store_dir: Path
+    store: StoreRef
     weights: str
     directions_path: Path
-    config_hash: str
-    max_samples_per_shard: int
-    max_bytes_per_shard: int
 
 
 class GeneratorActor:
@@ -44,10 +42,7 @@ class GeneratorActor:
             generator, config.strategy, directions, config.seed, config.stream, config.batch_size,
             ImageEncoding(config.image_format, config.jpeg_quality),
         )
-        self.writer = UnitWriter(
-            Path(settings.store_dir) / config.stream, config.stream, writer_id, settings.config_hash,
-            settings.max_samples_per_shard, settings.max_bytes_per_shard,
-        )
+        self.writer = UnitWriter(settings.store, config.stream, writer_id)
 
     def run_unit(self, unit: WorkUnit) -> UnitReport:
         """Generate the part of ``unit`` the manifest does not hold yet and mark the unit done."""

@@ -18,7 +18,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 import ray
 from ray.exceptions import RayActorError
@@ -28,7 +28,15 @@ from datagen.generators.checks import first_line
 from datagen.unit_writer import UnitReport
 from shards.manifest import Manifest
 
-WorkUnit = Any  # any frozen dataclass with a ``unit_id``
+
+class PoolUnit(Protocol):
+    """What the pool hands out: a generation ``WorkUnit`` or a ``TransferUnit`` (frozen, picklable).
+
+    ``unit_id`` is the name the stream's manifest marks done.
+    """
+
+    @property
+    def unit_id(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,7 @@ class _Slot:
     handle: "ray.actor.ActorHandle"
     ping: ray.ObjectRef  # resolves once Ray has placed the actor and its constructor has returned
     live: bool = False
-    uncommitted: list[WorkUnit] = field(default_factory=list)  # returned units whose tail may be unwritten
+    uncommitted: list[PoolUnit] = field(default_factory=list)  # returned units whose tail may be unwritten
     retiring: bool = False
 
 
@@ -83,7 +91,7 @@ class ActorPool:
         actor_class: type,
         actor_args: tuple,
         stream_dir: Path,
-        units: list[WorkUnit],
+        units: list[PoolUnit],
         size: int,
         on_event: Callable[[PoolEvent], None] = lambda event: None,
         use_gpu: bool = False,
@@ -125,18 +133,9 @@ class ActorPool:
         """End ``run`` early: in-flight units finish, nothing is half-committed, a rerun resumes."""
         self._stop.set()
 
-    def actor_handles(self) -> dict[str, "ray.actor.ActorHandle"]:
-        with self._lock:
-            return {slot.writer_id: slot.handle for slot in self._slots.values()}
-
-    @property
-    def size(self) -> int:
-        with self._lock:
-            return sum(not slot.retiring for slot in self._slots.values())
-
     # -- the loop ------------------------------------------------------------------------------
 
-    def _pending_units(self) -> deque[WorkUnit]:
+    def _pending_units(self) -> deque[PoolUnit]:
         progress = Manifest(self.stream_dir).unit_progress()
         return deque(unit for unit in self.units if not (unit.unit_id in progress and progress[unit.unit_id].done))
 
@@ -159,7 +158,7 @@ class ActorPool:
         if changed:
             self.on_event(PoolEvent("resize", actors=self._target))
 
-    def _retire_idle(self, busy: set[str], pending: deque[WorkUnit]) -> None:
+    def _retire_idle(self, busy: set[str], pending: deque[PoolUnit]) -> None:
         for slot in [slot for slot in self._slots.values() if slot.retiring and slot.writer_id not in busy]:
             if slot.live:
                 self._close_slot(slot, pending)
@@ -167,7 +166,7 @@ class ActorPool:
                 del self._slots[slot.writer_id]
             ray.kill(slot.handle)
 
-    def _close_slot(self, slot: _Slot, pending: deque[WorkUnit]) -> None:
+    def _close_slot(self, slot: _Slot, pending: deque[PoolUnit]) -> None:
         try:
             shards = ray.get(slot.handle.close.remote())
             slot.uncommitted.clear()
@@ -176,7 +175,7 @@ class ActorPool:
         except RayActorError:
             self._requeue(slot, pending)
 
-    def _requeue(self, slot: _Slot, pending: deque[WorkUnit], current: WorkUnit | None = None) -> None:
+    def _requeue(self, slot: _Slot, pending: deque[PoolUnit], current: PoolUnit | None = None) -> None:
         progress = Manifest(self.stream_dir).unit_progress()
         lost = slot.uncommitted + ([current] if current else [])
         for unit in lost:
@@ -184,7 +183,7 @@ class ActorPool:
                 pending.appendleft(unit)
         slot.uncommitted.clear()
 
-    def _replace(self, slot: _Slot, pending: deque[WorkUnit], current: WorkUnit | None) -> None:
+    def _replace(self, slot: _Slot, pending: deque[PoolUnit], current: PoolUnit | None) -> None:
         self._requeue(slot, pending, current)
         self.report.restarts += 1
         self.on_event(PoolEvent("restart", slot.writer_id))
@@ -193,7 +192,7 @@ class ActorPool:
             if not slot.retiring:
                 self._start_actor(slot.writer_id)
 
-    def _placed(self, slot: _Slot, pending: deque[WorkUnit]) -> None:
+    def _placed(self, slot: _Slot, pending: deque[PoolUnit]) -> None:
         """The slot's ping answered: the actor takes work from now on, or it died before it could."""
         try:
             ray.get(slot.ping)
@@ -212,7 +211,7 @@ class ActorPool:
             self._placement = placement
             self.on_event(PoolEvent("placement", actors=placement[0], pending=placement[1]))
 
-    def _finished(self, slot: _Slot, unit: WorkUnit, result: UnitReport) -> None:
+    def _finished(self, slot: _Slot, unit: PoolUnit, result: UnitReport) -> None:
         slot.uncommitted.append(unit)
         self.report.units += 1
         self.report.images += result.images
@@ -226,7 +225,7 @@ class ActorPool:
             DatagenError: when an actor cannot start (bad weights, directions) or a unit fails.
         """
         pending = self._pending_units()
-        in_flight: dict[ray.ObjectRef, tuple[str, WorkUnit]] = {}
+        in_flight: dict[ray.ObjectRef, tuple[str, PoolUnit]] = {}
         while True:
             busy = {writer_id for writer_id, _ in in_flight.values()}
             self._apply_target()
@@ -259,7 +258,7 @@ class ActorPool:
                     raise DatagenError(f"actor {writer_id}, unit {unit.unit_id}: {_reason(error)}") from None
         return self.report
 
-    def _close_all(self, pending: deque[WorkUnit]) -> bool:
+    def _close_all(self, pending: deque[PoolUnit]) -> bool:
         """Commit every placed actor's open shard; True when nothing had to be requeued."""
         for slot in [slot for slot in self._slots.values() if slot.live]:
             self._close_slot(slot, pending)

@@ -16,7 +16,7 @@ from datagen.config import DatagenConfig
 from datagen.directions import load_directions
 from datagen.errors import DatagenError
 from datagen.generators.loading import load_generator
-from datagen.pool import ActorPool, PoolEvent, PoolReport
+from datagen.pool import ActorPool, PoolEvent
 from datagen.strategies import component_ranges
 from datagen.transfer.vgg import check_vgg_weights
 from datagen.transfer_stage import (
@@ -26,19 +26,19 @@ from datagen.transfer_stage import (
     plan_transfer_units,
 )
 from datagen.units import WorkUnit, plan_units
+from shards.config import StoreRef
+from shards.files import write_durably
 
 PLAN_FILE = "datagen-plan.json"
 
 
-def plan_generation(
-    config: DatagenConfig,
-    output_dir: Path,
-    store_dir: Path,
-    config_hash: str,
-    max_samples_per_shard: int,
-    max_bytes_per_shard: int,
-) -> tuple[ActorSettings, list[WorkUnit]]:
+def plan_generation(config: DatagenConfig, output_dir: Path, store: StoreRef) -> tuple[ActorSettings, list[WorkUnit]]:
     """Validate the generation inputs and return the actors' settings and every work unit.
+
+    Args:
+        config: the job's ``datagen`` section.
+        output_dir: the job's output directory (default home of weights and directions).
+        store: the store the actors write ``config.stream`` into.
 
     Raises:
         DatagenError: zero actors, missing or mismatched weights or directions, a strategy the
@@ -60,11 +60,8 @@ def plan_generation(
         raise DatagenError(f"datagen.classes {unknown} are not classes of {generator.generator_id} (it has {generator.num_classes})")
     if config.transfer.actors > 0:
         check_vgg_weights(config.transfer.gatys.vgg_weights)
-    record_plan(Path(store_dir) / config.stream, config, generator.generator_id, directions_hash)
-    settings = ActorSettings(
-        datagen=config, store_dir=Path(store_dir), weights=weights, directions_path=directions_path,
-        config_hash=config_hash, max_samples_per_shard=max_samples_per_shard, max_bytes_per_shard=max_bytes_per_shard,
-    )
+    record_plan(store.stream_dir(config.stream), config, generator.generator_id, directions_hash)
+    settings = ActorSettings(datagen=config, store=store, weights=weights, directions_path=directions_path)
     return settings, plan_units(classes, config.strategy.seeds_per_class, config.seeds_per_unit)
 
 
@@ -94,9 +91,7 @@ def record_plan(stream_dir: Path, config: DatagenConfig, generator_id: str, dire
             )
         return
     stream_dir.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(plan, indent=1, sort_keys=True))
-    temporary.replace(path)
+    write_durably(path, json.dumps(plan, indent=1, sort_keys=True).encode())
 
 
 def planned_samples(config: DatagenConfig, units: list[WorkUnit]) -> int:
@@ -113,27 +108,15 @@ def start_pool(
     """A pool of ``settings.datagen.actors`` generator actors over ``units`` (Ray must be initialised)."""
     datagen = settings.datagen
     return ActorPool(
-        GeneratorActor, (settings,), settings.store_dir / datagen.stream, units, datagen.actors,
+        GeneratorActor, (settings,), settings.store.stream_dir(datagen.stream), units, datagen.actors,
         on_event=on_event, use_gpu=use_gpu, resources=datagen.actor_resources, writer_prefix="g",
     )
-
-
-def run_generation(settings: ActorSettings, units: list[WorkUnit], on_event=lambda event: None, use_gpu: bool = False) -> PoolReport:
-    """Generate every unit not yet in the manifest and return the pool's totals."""
-    pool = start_pool(settings, units, on_event, use_gpu)
-    try:
-        return pool.run()
-    finally:
-        pool.shutdown()
 
 
 def start_transfer_pool(
     stage: TransferStageConfig,
     generation_units: list[WorkUnit],
-    store_dir: Path,
-    config_hash: str,
-    max_samples_per_shard: int,
-    max_bytes_per_shard: int,
+    store: StoreRef,
     device: str = "auto",
     resources: dict[str, float] | None = None,
     on_event: Callable[[PoolEvent], None] = lambda event: None,
@@ -148,13 +131,12 @@ def start_transfer_pool(
     """
     if stage.actors < 1:
         raise DatagenError(f"datagen.transfer.actors must be >= 1 to transfer (got {stage.actors})")
-    content = content_sample_count(store_dir, stage)
+    content = content_sample_count(store.root, stage)
     if content == 0:
-        raise DatagenError(f"transfer: content stream {Path(store_dir) / stage.content_stream} has no committed samples")
+        raise DatagenError(f"transfer: content stream {store.stream_dir(stage.content_stream)} has no committed samples")
     pool_units = [unit.unit_id for unit in generation_units[: stage.style_pool_units]]
-    args = (stage, Path(store_dir), pool_units, device, config_hash, max_samples_per_shard, max_bytes_per_shard)
     units = plan_transfer_units(content, stage.samples_per_unit)
     return ActorPool(
-        TransferActor, args, Path(store_dir) / stage.stream, units, stage.actors,
+        TransferActor, (stage, store, pool_units, device), store.stream_dir(stage.stream), units, stage.actors,
         on_event=on_event, use_gpu=use_gpu, resources=resources, writer_prefix="t",
     )

@@ -3,8 +3,8 @@
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
+from shards.config import StoreRef
 from shards.manifest import Manifest
 from shards.writer import ShardWriter
 
@@ -27,11 +27,11 @@ class UnitWriter:
     committed them, so a unit is never duplicated however often it is retried.
     """
 
-    def __init__(self, stream_dir: Path, stream: str, writer_id: str, config_hash: str, max_samples: int, max_bytes: int):
-        self.stream_dir = Path(stream_dir)
+    def __init__(self, store: StoreRef, stream: str, writer_id: str):
+        self.stream_dir = store.stream_dir(stream)
         self.writer_id = writer_id
-        self._writer_args = (self.stream_dir, stream, writer_id, config_hash)
-        self._limits = dict(max_samples=max_samples, max_bytes=max_bytes)
+        self._writer_args = (self.stream_dir, stream, writer_id, store.config_hash)
+        self._limits = dict(max_samples=store.max_samples_per_shard, max_bytes=store.max_bytes_per_shard)
         self._writer: ShardWriter | None = None
         self._committed = self._reported = 0
 

@@ -1,5 +1,6 @@
 """Configuration of the shard store and of static streams prepared from ImageFolder trees."""
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -42,3 +43,30 @@ class ShardStoreConfig(BaseModel):
     prepare: dict[StreamName, PrepareConfig] = Field(
         default_factory=dict, description="stream name -> ImageFolder source"
     )
+
+
+@dataclass(frozen=True)
+class StoreRef:
+    """The store a job's writers write to: its root, the shard limits and the job's config hash.
+
+    One picklable value that crosses to Ray actors, built once from the job's ``shards`` config.
+
+    Args:
+        root: the store directory (one subdirectory per stream).
+        max_samples_per_shard, max_bytes_per_shard: when a writer rolls to its next shard.
+        config_hash: recorded on every manifest line the writers commit.
+    """
+
+    root: Path
+    max_samples_per_shard: int
+    max_bytes_per_shard: int
+    config_hash: str
+
+    @classmethod
+    def of(cls, config: ShardStoreConfig, root: Path, config_hash: str) -> "StoreRef":
+        """The store of a job whose ``shards`` config is ``config``, at its resolved ``root``."""
+        return cls(Path(root), config.max_samples_per_shard, config.max_bytes_per_shard, config_hash)
+
+    def stream_dir(self, stream: str) -> Path:
+        """The directory of one stream of the store."""
+        return self.root / stream

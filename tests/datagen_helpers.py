@@ -1,10 +1,12 @@
-"""Tiny generators for datagen tests: a random BigGAN of reduced width saved to disk, with directions."""
+"""Tiny generators for datagen tests: a random BigGAN of reduced width saved to disk, with directions;
+the store they write to, and a look inside a running actor pool."""
 
 from pathlib import Path
 
 import torch
 
 from datagen.config import DatagenConfig
+from datagen.pool import ActorPool
 from datagen.directions import DirectionsConfig, compute_directions
 from datagen.generators.biggan import (
     BigGANGenerator,
@@ -12,6 +14,7 @@ from datagen.generators.biggan import (
     random_biggan,
     tiny_biggan_config,
 )
+from shards.config import StoreRef
 
 
 def save_tiny_biggan(root: Path, num_classes: int = 3, image_size: int = 16) -> tuple[Path, Path]:
@@ -38,3 +41,14 @@ def tiny_datagen_config(weights: Path, directions: Path, **overrides) -> Datagen
     )
     settings.update(overrides)
     return DatagenConfig.model_validate(settings)
+
+
+def tiny_store(root: Path, max_samples_per_shard: int, max_bytes_per_shard: int = 10**9) -> StoreRef:
+    """A store at ``root`` rolling shards after ``max_samples_per_shard`` samples, config hash ``hash``."""
+    return StoreRef(Path(root), max_samples_per_shard, max_bytes_per_shard, "hash")
+
+
+def actor_handles(pool: ActorPool) -> dict:
+    """The pool's actors by writer id, so a test can kill or ping one (the pool itself never hands them out)."""
+    with pool._lock:
+        return {slot.writer_id: slot.handle for slot in pool._slots.values()}

@@ -14,7 +14,7 @@ from datagen.service import plan_generation, planned_samples, start_pool
 from shards.manifest import Manifest
 from shards.reader import committed_shards, iter_samples
 from shards.verify import verify_store
-from tests.datagen_helpers import save_tiny_biggan, tiny_datagen_config
+from tests.datagen_helpers import actor_handles, save_tiny_biggan, tiny_datagen_config, tiny_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("local_ray")]
 
@@ -31,7 +31,7 @@ def _keys(stream_dir: Path) -> list[str]:
 def _plan(tiny, root: Path, **overrides):
     config = tiny_datagen_config(*tiny, strategy={"kind": "intervention", "truncation": 0.5, "top_k": 4,
                                                   "components_per_seed": 2, "seeds_per_class": 8}, seeds_per_unit=4, **overrides)
-    settings, units = plan_generation(config, root, root / "store", "hash", 3, 10**9)
+    settings, units = plan_generation(config, root, tiny_store(root / "store", 3))
     return config, settings, units
 
 
@@ -44,7 +44,7 @@ def test_killed_actor_mid_unit_still_gives_exactly_the_planned_samples(tiny, tmp
     def kill_after_first_commit():
         while not Manifest(stream_dir).shards():
             time.sleep(0.002)
-        ray.kill(pool.actor_handles()["g0"])
+        ray.kill(actor_handles(pool)["g0"])
         killed.set()
 
     killer = threading.Thread(target=kill_after_first_commit, daemon=True)
@@ -85,7 +85,7 @@ def test_resize_while_running_adds_an_actor(tiny, tmp_path):
         elif event.kind == "unit" and units_done == 2:
             # The pool started g1 after the resize; units go to it once it is up, so wait for that
             # here (g0 keeps working) rather than let g0 finish the plan alone.
-            ray.get(pool.actor_handles()["g1"].__ray_ready__.remote())
+            ray.get(actor_handles(pool)["g1"].__ray_ready__.remote())
 
     pool = start_pool(settings, units, on_event=on_event)
     report = pool.run()
@@ -106,7 +106,7 @@ def test_a_pool_larger_than_the_cluster_finishes_with_the_actors_that_fit(tiny, 
         events.append(event)
         if event.kind == "unit" and len([e for e in events if e.kind == "unit"]) == 1:
             # Let the second actor that fits come up before the first finishes the plan alone.
-            ray.wait([handle.__ray_ready__.remote() for handle in pool.actor_handles().values()], num_returns=2)
+            ray.wait([handle.__ray_ready__.remote() for handle in actor_handles(pool).values()], num_returns=2)
 
     pool = start_pool(settings, units, on_event=on_event)
     report = pool.run()
