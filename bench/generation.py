@@ -19,6 +19,7 @@ from pathlib import Path
 import ray
 import torch
 
+from cluster.generation import run_pool
 from datagen.config import DatagenConfig
 from datagen.directions import DirectionsConfig, compute_directions
 from datagen.generators.biggan import (
@@ -28,9 +29,10 @@ from datagen.generators.biggan import (
     tiny_biggan_config,
 )
 from datagen.produce import UnitProducer
-from datagen.service import plan_generation, run_generation
+from datagen.service import plan_generation, start_pool
 from datagen.strategies import StrategyConfig
 from datagen.units import WorkUnit
+from shards.config import StoreRef
 
 
 def images_per_second(producer: UnitProducer, unit: WorkUnit) -> float:
@@ -58,7 +60,7 @@ def pool_rate(root: Path, weights: Path, directions: Path, actors: int, images: 
                   "seeds_per_class": images // 4, "ranges": "spread"},
         classes=[0], seeds_per_unit=4, batch_size=16,
     )
-    settings, units = plan_generation(config, root, root / f"store-{actors}", "bench", 256, 10**9)
+    settings, units = plan_generation(config, root, StoreRef(root / f"store-{actors}", 256, 10**9, "bench"))
     # Steady state: count from the moment every actor has finished a unit (start-up excluded).
     reported, counted, window = set(), [0], []
 
@@ -72,7 +74,7 @@ def pool_rate(root: Path, weights: Path, directions: Path, actors: int, images: 
         if len(reported) == actors and not window:
             window.append(time.perf_counter())
 
-    run_generation(settings, units, on_event=on_event)
+    run_pool(start_pool(settings, units, on_event=on_event))
     return counted[0] / (window[-1] - window[0])
 
 

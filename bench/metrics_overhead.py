@@ -27,12 +27,14 @@ import torch
 import torchvision
 from prometheus_client import generate_latest
 
+from cluster.generation import run_pool
 from cluster.metrics import JobMetrics, job_metrics, serve
 from cluster.monitor import MetricsCallback, pool_recorder
 from datagen.config import DatagenConfig
 from datagen.generators.biggan import BigGANGenerator, random_biggan, tiny_biggan_config
 from datagen.pool import PoolEvent
-from datagen.service import plan_generation, run_generation
+from datagen.service import plan_generation, start_pool
+from shards.config import StoreRef
 from trainers.batches import StreamStats
 from trainers.callbacks import StepReport
 
@@ -78,7 +80,7 @@ def generation_rate(root: Path, run: str, args: argparse.Namespace, metrics: Job
         strategy={"kind": "observational", "truncation": 1.0, "seeds_per_class": args.images // 10},
         classes=list(range(10)), seeds_per_unit=args.unit_images, batch_size=args.unit_images,
     )
-    settings, units = plan_generation(config, root, root / run, "bench", 256, 10**9)
+    settings, units = plan_generation(config, root, StoreRef(root / run, 256, 10**9, "bench"))
     clock = SteadyClock(args.actors)
     on_event: Callable[[PoolEvent], None] = clock
     stop = threading.Event()
@@ -91,7 +93,7 @@ def generation_rate(root: Path, run: str, args: argparse.Namespace, metrics: Job
             record(event)
 
     try:
-        run_generation(settings, units, on_event=on_event)
+        run_pool(start_pool(settings, units, on_event=on_event))
     finally:
         stop.set()
     return clock.images_per_second()

@@ -1,9 +1,10 @@
 """Jobs on a Ray cluster through the Ray Jobs SDK: submit, status, logs, stop, list.
 
-The cluster is named by its dashboard URL (``http://HOST:8265``), from ``--address`` or
-``RAY_ADDRESS``. Token authentication: the token (``local_ray.cluster_token``: ``RAY_AUTH_TOKEN``,
-else the file at ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``, Ray's own order) is sent as a
-bearer header, so a client needs no ``RAY_AUTH_MODE=token`` of its own.
+The cluster is named by its dashboard URL (``http://HOST:8265``), from ``--dashboard`` or
+``RAY_ADDRESS`` (which Ray's own job CLI reads as the dashboard too). Token authentication: the
+token (``local_ray.cluster_token``: ``RAY_AUTH_TOKEN``, else the file at ``RAY_AUTH_TOKEN_PATH``,
+else ``~/.ray/auth_token``, Ray's own order) is sent as a bearer header, so a client needs no
+``RAY_AUTH_MODE=token`` of its own.
 
 The SDK's requests have no timeout, so ``connect`` first asks the dashboard for its version within
 ``CONNECT_TIMEOUT_S``: an address that answers nothing, or is not a Ray dashboard, or refuses the
@@ -30,16 +31,16 @@ from cluster.local_ray import CONNECT_TIMEOUT_S, cluster_token, refused_token_li
 
 
 def resolve_address(address: str | None) -> str:
-    """The dashboard URL from ``--address`` or ``RAY_ADDRESS``, checked for its form.
+    """The dashboard URL from ``--dashboard`` or ``RAY_ADDRESS``, checked for its form.
 
     Raises:
         ConfigError: neither is given, or the address is not an ``http(s)://HOST[:PORT]`` URL.
     """
-    where = "--address"
+    where = "--dashboard"
     if not address and os.environ.get("RAY_ADDRESS"):
         address, where = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
     if not address:
-        raise ConfigError("no cluster address: pass --address http://HOST:8265 or set RAY_ADDRESS")
+        raise ConfigError("no cluster address: pass --dashboard http://HOST:8265 or set RAY_ADDRESS")
     try:
         parts = urlsplit(address)
         parts.port  # raises ValueError for a port that is no number or out of range
@@ -68,7 +69,7 @@ def check_dashboard(address: str, headers: dict[str, str]) -> None:
     except requests.RequestException as error:
         reason = "no answer" if isinstance(error, requests.Timeout) else type(error).__name__
         raise ClusterError(f"cannot reach a Ray dashboard at {address} within {CONNECT_TIMEOUT_S:g} s ({reason}): "
-                           "check --address / RAY_ADDRESS (http://HOST:8265) and that the cluster is up") from None
+                           "check --dashboard / RAY_ADDRESS (http://HOST:8265) and that the cluster is up") from None
     if response.status_code in (401, 403):
         raise ClusterError(refused_token_line(address, "Authorization" in headers))
     try:
@@ -86,7 +87,7 @@ def _cluster_errors(address: str, job_id: str | None = None) -> Iterator[None]:
     try:
         yield
     except ConnectionError:
-        raise ClusterError(f"cannot reach a Ray dashboard at {address}: check --address / RAY_ADDRESS "
+        raise ClusterError(f"cannot reach a Ray dashboard at {address}: check --dashboard / RAY_ADDRESS "
                            "(http://HOST:8265) and that the cluster is up") from None
     except AuthenticationError as error:
         raise ClusterError(refused_token_line(address, "Forbidden" in str(error))) from None
@@ -97,7 +98,7 @@ def _cluster_errors(address: str, job_id: str | None = None) -> Iterator[None]:
 
 
 def connect(address: str | None) -> tuple[JobSubmissionClient, str]:
-    """A Jobs client for the cluster (address from ``--address`` or ``RAY_ADDRESS``) and its address.
+    """A Jobs client for the cluster (its dashboard URL from ``--dashboard`` or ``RAY_ADDRESS``) and that URL.
 
     Raises:
         ConfigError: no address, or not a dashboard URL.

@@ -15,40 +15,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 from sklearn.decomposition import IncrementalPCA
 
+from datagen.directions_config import DirectionsConfig
 from datagen.errors import DatagenError
 from datagen.generators.base import Generator
-from datagen.limits import MAX_BATCH_SIZE, MAX_CLASSES, MAX_DIMENSIONS, MAX_ITERATIONS, MAX_SAMPLES, MAX_SEED
+from shards.files import write_durably_with
 
 GANSPACE_KEYS = ("lat_comp", "lat_mean", "lat_stdev", "act_comp", "act_mean", "act_stdev", "var_ratio")
 # IncrementalPCA's fitted state; saved as arrays so a resume never unpickles anything.
 _PCA_STATE = ("components_", "mean_", "var_", "singular_values_", "explained_variance_",
               "explained_variance_ratio_", "noise_variance_", "n_samples_seen_")
-# Latent i's seed is seed * 10**9 + i (i < MAX_SAMPLES), which must stay a valid seed.
-MAX_DIRECTIONS_SEED = (MAX_SEED - MAX_SAMPLES) // 10**9
-
-
-class DirectionsConfig(BaseModel):
-    """How the directions are computed (``genint directions``) or where they are read from."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    path: Path | None = Field(default=None, description="directions .npz; default OUTPUT/directions.npz")
-    samples: PositiveInt = Field(default=1_000_000, le=MAX_SAMPLES, description="latents through the PCA (GANSpace: 1e6)")
-    components: PositiveInt = Field(default=80, le=MAX_DIMENSIONS, description="principal components kept")
-    batch_size: PositiveInt = Field(default=1000, le=MAX_BATCH_SIZE)
-    regression_samples: PositiveInt = Field(default=100_000, le=MAX_SAMPLES, description="latents in the least-squares fit")
-    class_index: int = Field(default=0, ge=0, lt=MAX_CLASSES, description="the one class sampled (the layer is linear in [z; class])")
-    seed: int = Field(default=0, ge=0, le=MAX_DIRECTIONS_SEED, description="latent i is drawn from seed * 10**9 + i")
-    checkpoint_every_batches: PositiveInt = Field(default=20, le=MAX_ITERATIONS)
-
-    @model_validator(mode="after")
-    def _batches_hold_the_components(self) -> "DirectionsConfig":
-        if self.batch_size < self.components:
-            raise ValueError(f"batch_size must be >= components for incremental PCA (got {self.batch_size} < {self.components})")
-        return self
 
 
 @dataclass
@@ -78,9 +55,8 @@ class Directions:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         arrays = {key: np.asarray(getattr(self, key), dtype=np.float32) for key in GANSPACE_KEYS}
-        temporary = path.with_name(path.name + ".tmp.npz")
-        np.savez(temporary, **arrays, generator_id=np.array(self.generator_id), sha256=np.array(self.content_hash))
-        temporary.replace(path)
+        extra = {"generator_id": np.array(self.generator_id), "sha256": np.array(self.content_hash)}
+        write_durably_with(path, lambda handle: np.savez(handle, **arrays, **extra))
 
 
 def load_directions(path: Path, latent_dim: int | None = None) -> Directions:
@@ -146,10 +122,9 @@ class _PcaState:
 
     def save(self) -> None:
         arrays = {name: np.asarray(getattr(self.pca, name)) for name in _PCA_STATE}
+        extra = {"next_batch": np.array(self.next_batch), "fingerprint": np.array(self.fingerprint)}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = self.path.with_name(self.path.name + ".tmp.npz")
-        np.savez(temporary, **arrays, next_batch=np.array(self.next_batch), fingerprint=np.array(self.fingerprint))
-        temporary.replace(self.path)
+        write_durably_with(self.path, lambda handle: np.savez(handle, **arrays, **extra))
 
 
 def compute_directions(

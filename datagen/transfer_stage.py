@@ -14,41 +14,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-)
-
 from datagen.errors import DatagenError
 from datagen.generators.loading import pick_device
-from datagen.limits import MAX_ACTORS, MAX_SAMPLES, MAX_TIMEOUT_S
-from datagen.transfer.config import TransferConfig
+from datagen.transfer.config import TransferStageConfig
 from datagen.transfer.samples import transfer_samples
 from datagen.transfer.vgg import load_vgg_features
 from datagen.unit_writer import UnitReport, UnitWriter
-from shards.config import StreamName
+from shards.config import StoreRef
 from shards.manifest import Manifest
 from shards.reader import committed_shards, iter_samples
-
-
-class TransferStageConfig(BaseModel):
-    """The transfer actor pool and what it reads and writes."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    actors: NonNegativeInt = Field(default=0, le=MAX_ACTORS, description="transfer actors; 0 turns transfer off")
-    content_stream: StreamName = "original"
-    style_stream: StreamName = "interventional"
-    stream: StreamName = "transferred"
-    samples_per_unit: PositiveInt = Field(default=16, le=MAX_SAMPLES)
-    max_samples: PositiveInt | None = Field(default=None, le=MAX_SAMPLES, description="transfer only the first N content samples")
-    style_pool_units: PositiveInt = Field(default=4, le=MAX_SAMPLES, description="generation units whose images form the style pool")
-    style_wait_timeout_s: PositiveFloat = Field(default=3600.0, le=MAX_TIMEOUT_S)
-    gatys: TransferConfig = Field(default_factory=TransferConfig)
 
 
 @dataclass(frozen=True)
@@ -120,15 +94,13 @@ def pick_style(pool: list[dict], content_key: str, seed: int) -> dict:
 class TransferActor:
     """Transfers content units through its own shard writer (the ``stream`` of the stage config)."""
 
-    def __init__(self, config: TransferStageConfig, store_dir: Path, pool_units: list[str], device: str,
-                 config_hash: str, max_samples_per_shard: int, max_bytes_per_shard: int, writer_id: str):
+    def __init__(self, config: TransferStageConfig, store: StoreRef, pool_units: list[str], device: str, writer_id: str):
         self.config = config
-        self.content_dir = Path(store_dir) / config.content_stream
+        self.content_dir = store.stream_dir(config.content_stream)
         gatys = config.gatys
         self.features = load_vgg_features(gatys.vgg_weights, [*gatys.style_layers, *gatys.content_layers], pick_device(device))
-        self.pool = wait_for_style_pool(Path(store_dir) / config.style_stream, pool_units, config.style_wait_timeout_s)
-        self.writer = UnitWriter(Path(store_dir) / config.stream, config.stream, writer_id, config_hash,
-                                 max_samples_per_shard, max_bytes_per_shard)
+        self.pool = wait_for_style_pool(store.stream_dir(config.style_stream), pool_units, config.style_wait_timeout_s)
+        self.writer = UnitWriter(store, config.stream, writer_id)
 
     def _samples(self, unit: TransferUnit, start: int) -> Iterator[dict]:
         contents = read_range(self.content_dir, unit.start + start, unit.stop)

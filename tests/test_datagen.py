@@ -14,15 +14,15 @@ from datagen.errors import DatagenError
 from datagen.generators.biggan import load_biggan
 from datagen.service import plan_generation, planned_samples
 from datagen.strategies import (
-    PRESETS,
     StrategyConfig,
     component_ranges,
     intervene,
     reference_ranges,
     seed_specs,
 )
+from datagen.strategy_config import PRESETS
 from shards.manifest import Manifest
-from tests.datagen_helpers import save_tiny_biggan, tiny_datagen_config
+from tests.datagen_helpers import save_tiny_biggan, tiny_datagen_config, tiny_store
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_same_unit_twice_gives_byte_identical_shards(tiny, tmp_path):
     config = tiny_datagen_config(*tiny)
     digests = []
     for run in ("a", "b"):
-        settings, units = plan_generation(config, tmp_path, tmp_path / run, "hash", 3, 10**9)
+        settings, units = plan_generation(config, tmp_path, tiny_store(tmp_path / run, 3))
         actor = GeneratorActor(settings, "g0")
         actor.run_unit(units[0])
         actor.close()
@@ -120,7 +120,7 @@ def test_same_unit_twice_gives_byte_identical_shards(tiny, tmp_path):
 
 def test_samples_record_what_was_done(tiny, tmp_path):
     config = tiny_datagen_config(*tiny)
-    settings, units = plan_generation(config, tmp_path, tmp_path / "store", "hash", 100, 10**9)
+    settings, units = plan_generation(config, tmp_path, tiny_store(tmp_path / "store", 100))
     actor = GeneratorActor(settings, "g0")
     samples = list(actor.producer.samples(units[0]))
     provenance = samples[0]["json"]
@@ -134,7 +134,7 @@ def test_samples_record_what_was_done(tiny, tmp_path):
 
 def test_planned_volume(tiny, tmp_path):
     config = tiny_datagen_config(*tiny, classes=[0, 2])
-    _, units = plan_generation(config, tmp_path, tmp_path / "store", "hash", 100, 10**9)
+    _, units = plan_generation(config, tmp_path, tiny_store(tmp_path / "store", 100))
     assert len(units) == 4 and planned_samples(config, units) == 2 * 4 * 2
 
 
@@ -149,7 +149,7 @@ def test_planned_volume(tiny, tmp_path):
 def test_bad_input_is_one_line_and_writes_nothing(tiny, tmp_path, overrides, message):
     config = tiny_datagen_config(*tiny, **overrides)
     with pytest.raises(DatagenError, match=message) as error:
-        plan_generation(config, tmp_path, tmp_path / "store", "hash", 100, 10**9)
+        plan_generation(config, tmp_path, tiny_store(tmp_path / "store", 100))
     assert "\n" not in str(error.value) and not (tmp_path / "store").exists()
 
 
@@ -159,7 +159,7 @@ def test_directions_of_another_generator_are_refused(tiny, tmp_path):
     Directions(**{**directions.__dict__, "lat_comp": directions.lat_comp[:, :8], "lat_mean": directions.lat_mean[:8]}).save(tmp_path / "d8.npz")
     config = tiny_datagen_config(tiny[0], tmp_path / "d8.npz")
     with pytest.raises(DatagenError, match="latent of size 8.*size 16"):
-        plan_generation(config, tmp_path, tmp_path / "store", "hash", 100, 10**9)
+        plan_generation(config, tmp_path, tiny_store(tmp_path / "store", 100))
 
 
 def test_unknown_strategy_name_is_a_config_error():
@@ -168,8 +168,8 @@ def test_unknown_strategy_name_is_a_config_error():
 
 
 def test_rerun_with_another_strategy_is_refused(tiny, tmp_path):
-    plan_generation(tiny_datagen_config(*tiny), tmp_path, tmp_path / "store", "hash", 100, 10**9)
-    plan_generation(tiny_datagen_config(*tiny, actors=2), tmp_path, tmp_path / "store", "hash", 100, 10**9)  # same plan
+    plan_generation(tiny_datagen_config(*tiny), tmp_path, tiny_store(tmp_path / "store", 100))
+    plan_generation(tiny_datagen_config(*tiny, actors=2), tmp_path, tiny_store(tmp_path / "store", 100))  # same plan
     changed = tiny_datagen_config(*tiny, strategy={"kind": "observational", "seeds_per_class": 4})
     with pytest.raises(DatagenError, match=r"generated with other settings \(directions_sha256, strategy differ\)"):
-        plan_generation(changed, tmp_path, tmp_path / "store", "hash", 100, 10**9)
+        plan_generation(changed, tmp_path, tiny_store(tmp_path / "store", 100))

@@ -12,7 +12,7 @@ from ray.cluster_utils import Cluster
 from ray.util.state import list_actors
 
 from datagen.service import plan_generation, planned_samples, start_pool
-from tests.datagen_helpers import save_tiny_biggan, tiny_datagen_config
+from tests.datagen_helpers import actor_handles, save_tiny_biggan, tiny_datagen_config, tiny_store
 from trainers.config import TrainConfig
 from trainers.memory_source import MemorySourceFactory, colour_classes
 from trainers.ray_train import train
@@ -60,12 +60,12 @@ def test_generator_actors_land_only_on_the_datagen_node(nodes, tmp_path):
     weights, directions = save_tiny_biggan(tmp_path / "biggan")
     # Three actors of one `datagen` unit each, on a cluster with two: one is never placed.
     config = tiny_datagen_config(weights, directions, actors=3, actor_resources={"datagen": 1})
-    settings, units = plan_generation(config, tmp_path, tmp_path / "store", "hash", 8, 10**9)
+    settings, units = plan_generation(config, tmp_path, tiny_store(tmp_path / "store", 8))
     pool = start_pool(settings, units)
     try:
         report = pool.run()
         # The two that fit come up (whether or not they got a unit before the plan ran out); the third never does.
-        pings = [handle.__ray_ready__.remote() for handle in pool.actor_handles().values()]
+        pings = [handle.__ray_ready__.remote() for handle in actor_handles(pool).values()]
         _, waiting = ray.wait(pings, num_returns=2)
         placed = Counter(_actor_nodes("GeneratorActor"))
     finally:

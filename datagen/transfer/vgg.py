@@ -14,6 +14,7 @@ from torchvision.models import VGG19_Weights, vgg19
 
 from datagen.errors import DatagenError
 from datagen.generators.checks import check_state_dict_keys, load_state_dict_file
+from datagen.transfer.config import VGG19_CONV_NAMES
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -37,7 +38,8 @@ def _layer_names() -> tuple[str, ...]:
 
 
 VGG19_LAYER_NAMES = _layer_names()
-VGG19_CONV_NAMES = tuple(name for name in VGG19_LAYER_NAMES if name.startswith("conv"))
+# The config names the convolutions without importing torchvision; they must be the network's.
+assert VGG19_CONV_NAMES == tuple(name for name in VGG19_LAYER_NAMES if name.startswith("conv"))
 
 
 class VggFeatures(nn.Module):

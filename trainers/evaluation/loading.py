@@ -20,7 +20,7 @@ from nvidia.dali.plugin.pytorch import feed_ndarray
 from shards.errors import ShardError
 from shards.reader import check_committed_shards, stream_dirs
 from trainers.data.augment import decoder_device, eval_transform
-from trainers.data.static import parse_label
+from trainers.data.decode import UNREADABLE_LABEL, read_label
 from trainers.errors import TrainError
 from trainers.evaluation.config import EvalConfig
 
@@ -146,8 +146,8 @@ def _read(source: ImageFiles | ShardFiles) -> tuple[DataNode, DataNode]:
 
 
 def _shard_labels(outputs, root: Path) -> torch.Tensor:
-    labels = [parse_label(np.asarray(outputs.at(i)).tobytes()) for i in range(len(outputs))]
-    if None in labels:
+    labels = [read_label(np.asarray(outputs.at(i)).tobytes(), str(root)) for i in range(len(outputs))]
+    if UNREADABLE_LABEL in labels:
         raise TrainError(f"{root}: a sample's cls is not a class index (ASCII decimal); run genint shards verify on it")
     return torch.tensor(labels, dtype=torch.int64)
 
