@@ -1,31 +1,49 @@
 """The job's controller: one named Ray actor per job that runs generation beside training.
 
-It owns the datagen pools (generation, then transfer) and the training run, feeds and serves the
+It owns the datagen pools (generation, then transfer) and the training runs, feeds and serves the
 job's Prometheus registry, and collects every actor's and rank's progress. It is a threaded actor:
 ``run`` holds one thread for the job's life while ``status``, ``scale_datagen``,
-``scale_trainers`` and ``stop`` are served beside it, from the ``genint run`` driver or from
-``genint scale`` in another process (which finds it by name, ``genint-controller:<job>`` in the
-``genint`` namespace).
+``scale_trainers``, ``stop`` and rank 0's ``training_should_stop`` are served beside it, to the
+``genint run`` driver, to ``genint scale`` and ``top`` in other processes (which find it by name:
+cluster/controller_client.py) and to the training workers.
 
-Changing the trainer count is cooperative: rank 0 asks a small flag actor after every step, the
-workers checkpoint and return, and training restarts with the new count from that checkpoint.
+The job's state (``JobState``) changes in one place, ``_step``: every event goes through it, the
+policies of cluster/policies.py decide what a training run's end, a scale request, a generation
+error or a stop request means, and each move is logged with its reason (in the controller's log
+in the Ray session's log directory; on the console with ``genint --debug``). ``_step`` holds the
+lock and calls nothing remote, so no request waits on Ray while holding it.
+
+Changing the trainer count is cooperative: rank 0 asks ``training_should_stop`` after every
+step, the workers checkpoint and return, and training restarts with the new count from that
+checkpoint.
 """
 
 import copy
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from cluster.config import JobConfig
-from cluster.errors import ClusterError, ConfigError
-from cluster.generation import generation_pool, run_pool, transfer_pool
-from cluster.local_ray import ray_session
+from cluster.controller_client import NAMESPACE, JobStatus, PoolStatus, TrainStart, TrainStatus, controller_name
+from cluster.errors import ClusterError
+from cluster.generation import PoolStage, run_datagen_stages, run_pool
 from cluster.metrics import job_metrics, serve
 from cluster.monitor import MetricsCallback, pool_recorder
+from cluster.policies import (
+    TRAINING_STATES,
+    Decision,
+    JobState,
+    Move,
+    after_generation_error,
+    after_training_run,
+    on_datagen_scale,
+    on_stop,
+    on_trainer_scale,
+)
 from cluster.training import train_job
 from datagen.actors import ActorSettings
 from datagen.pool import ActorPool, PoolEvent, PoolReport
@@ -34,69 +52,8 @@ from trainers.callbacks import StartReport, StepReport, TrainCallback, TrainResu
 
 logger = logging.getLogger(__name__)
 
-NAMESPACE = "genint"
 # Requests outlive a driver's short poll; several callers may ask at once.
 _MAX_CONCURRENCY = 8
-
-
-def controller_name(job: str) -> str:
-    """The Ray actor name of a job's controller (in namespace ``genint``)."""
-    return f"genint-controller:{job}"
-
-
-def after_training_run(steps: int, max_steps: int, stopping: bool) -> str:
-    """What the controller does when a training run returns: ``done`` (it reached ``max_steps``),
-    ``stop`` (the job is stopping) or ``restart`` (it was stopped for a rescale: run again from its checkpoint)."""
-    if steps >= max_steps:
-        return "done"
-    return "stop" if stopping else "restart"
-
-
-@dataclass
-class PoolStatus:
-    """One datagen pool: ``datagen`` (the generator actors) or ``transfer`` (as the metrics' ``pool`` label)."""
-
-    stage: str
-    stream: str
-    done: int = 0  # samples of the plan committed, earlier runs included
-    total: int = 0
-    actors: int = 0
-    images_by_actor: dict[str, int] = field(default_factory=dict)  # this run, by writer id
-    restarts: int = 0
-    running: bool = False
-
-
-@dataclass
-class TrainStart:
-    """One start of the worker group: a fresh run, a restart after a failure, or a rescale."""
-
-    step: int  # the checkpoint's step it resumed from (0: none)
-    workers: int
-    time: float  # on the controller's clock, when the workers reported ready
-
-
-@dataclass
-class TrainStatus:
-    max_steps: int
-    step: int = 0
-    workers: int = 0  # workers of the run in progress (0 between runs)
-    samples: dict[str, int] = field(default_factory=dict)  # per stream, all ranks
-    samples_by_rank: dict[int, dict[str, int]] = field(default_factory=dict)
-    losses: dict[str, float] = field(default_factory=dict)  # rank 0's latest step, per stream
-    starts: list[TrainStart] = field(default_factory=list)
-    checkpoint: str | None = None
-
-
-@dataclass
-class JobStatus:
-    """What ``status()`` answers; ``phase`` is starting, running, stopping, finished, stopped or failed."""
-
-    job: str
-    phase: str
-    metrics_url: str
-    pools: dict[str, PoolStatus]  # by stage: datagen, transfer
-    train: TrainStatus
-    error: str | None = None
 
 
 @dataclass
@@ -109,27 +66,66 @@ class JobOutcome:
     status: JobStatus
 
 
-class _Flag:
-    """A boolean that training workers read (rank 0, every step) and the controller sets."""
+# -- the events ``_step`` takes -------------------------------------------------------------------
 
-    def __init__(self) -> None:
-        self.value = False
 
-    def set(self, value: bool) -> None:
-        self.value = value
+@dataclass(frozen=True)
+class RunBegan:
+    pass
 
-    def get(self) -> bool:
-        return self.value
+
+@dataclass(frozen=True)
+class TrainingStarted:
+    workers: int  # the worker group reported ready (a fresh run, a rescale or Ray Train's own restart)
+
+
+@dataclass(frozen=True)
+class TrainingReturned:
+    steps: int
+
+
+@dataclass(frozen=True)
+class TrainingFailed:
+    error: BaseException
+
+
+@dataclass(frozen=True)
+class GenerationFailed:
+    error: BaseException
+
+
+@dataclass(frozen=True)
+class StopRequested:
+    pass
+
+
+@dataclass(frozen=True)
+class TrainerScale:
+    workers: int
+
+
+@dataclass(frozen=True)
+class DatagenScale:
+    actors: int
+
+
+@dataclass(frozen=True)
+class Drained:
+    pass  # training has returned and the generation thread has ended
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 class StopSignal:
-    """The picklable ``should_stop`` callable handed to the training workers."""
+    """The picklable ``should_stop`` handed to the training workers: rank 0 asks the controller after every step."""
 
-    def __init__(self, flag: "ray.actor.ActorHandle") -> None:
-        self.flag = flag
+    def __init__(self, controller: "ray.actor.ActorHandle") -> None:
+        self.controller = controller
 
     def __call__(self) -> bool:
-        return ray.get(self.flag.get.remote())
+        return ray.get(self.controller.training_should_stop.remote())
 
 
 class _StatusCallback(TrainCallback):
@@ -156,75 +152,153 @@ class _StatusCallback(TrainCallback):
             self.controller._status.train.checkpoint = str(report.path)
 
 
+def _log_to_stderr() -> None:
+    """This module's INFO lines (every move of ``_step``) on the process's stderr: in the actor, Ray
+    keeps that in the session's log directory and streams it to the console only with ``--debug``."""
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 class JobController:
     """Runs one job's generation and training (see the module docstring); a Ray actor."""
 
-    def __init__(self, config: JobConfig, config_hash: str, plan: tuple[ActorSettings, list[WorkUnit]] | None,
+    def __init__(self, config: JobConfig, plan: tuple[ActorSettings, list[WorkUnit]] | None,
                  growing: frozenset[str], use_gpu: bool) -> None:
-        self.config, self.config_hash, self.plan, self.growing, self.use_gpu = config, config_hash, plan, growing, use_gpu
+        self.config, self.plan, self.growing, self.use_gpu = config, plan, growing, use_gpu
+        _log_to_stderr()
         self.metrics = job_metrics(config.name)
         port = serve(self.metrics, config.metrics.host, config.metrics.port)
         self._lock = threading.Lock()
-        self._status = JobStatus(config.name, "starting", f"http://{config.metrics.host}:{port}/metrics", {},
+        self._changed = threading.Condition(self._lock)  # notified by every _step
+        self._state = JobState.STARTING  # changed only by _step
+        self._status = JobStatus(config.name, self._state, f"http://{config.metrics.host}:{port}/metrics", {},
                                  TrainStatus(max_steps=config.train.max_steps))
-        self._stopping = threading.Event()  # training is to end and no new pool to start
-        self._stop_requested = False
-        self._trainer_ready = threading.Event()
-        self._train_flag = ray.remote(_Flag).options(num_cpus=0).remote()
-        self._workers = config.train.workers
+        self._target_workers = config.train.workers  # what the next training run starts with
+        self._run_workers = config.train.workers  # what the training run in progress started with
+        self._ending: JobState | None = None  # the end state once drained (set on entering DRAINING)
+        self._error: BaseException | None = None  # the first error of training or generation
         self._pool: ActorPool | None = None
         self._pool_stage = ""
-        self._generation_ended = False  # set once training has returned: no pool may run on
-        self._pending_datagen: int | None = None
+        self._pending_datagen: int | None = None  # a resize asked for before the generator pool started
         self._generated: dict[str, PoolReport] = {}
-        self._generation_error: BaseException | None = None
+
+    # -- the state machine -----------------------------------------------------------------
+
+    def _step(self, event) -> Decision | None:
+        """Move the job on ``event``: ask its policy where one decides, change the state, log why.
+
+        Besides the state it changes only local things (the trainer count asked for, a pool's
+        target size, a pool's stop flag), none of which blocks.
+
+        Returns:
+            the policy's decision, for the events that have one.
+        """
+        with self._changed:
+            before, decision, note = self._state, None, ""
+            after = before
+            match event:
+                case RunBegan():
+                    after, note = (JobState.RUNNING if before is JobState.STARTING else before), "the run began"
+                case TrainingStarted(workers):
+                    note = f"training is up with {workers} workers"
+                    if before is JobState.RESCALING and workers == self._target_workers:
+                        after = JobState.RUNNING
+                case TrainingReturned(steps):
+                    decision = after_training_run(steps, self.config.train.max_steps, stopping=before is JobState.STOPPING)
+                    if decision.move is not Move.RESTART:
+                        after = self._drain(JobState.FINISHED if decision.move is Move.DONE else JobState.STOPPED)
+                case TrainingFailed(error):
+                    self._record(error)
+                    after, note = self._drain(JobState.FAILED), f"training failed: {_first_line(error)}"
+                case GenerationFailed(error):
+                    decision = after_generation_error(before, _first_line(error))
+                    self._record(error)
+                    if before in TRAINING_STATES:
+                        after = JobState.STOPPING
+                case StopRequested():
+                    decision = on_stop(before)
+                    if decision.move is Move.STOP_JOB:
+                        after = JobState.STOPPING
+                case TrainerScale(workers):
+                    decision = on_trainer_scale(self.config.name, before, workers, self._target_workers)
+                    if decision.move is Move.RESCALE:
+                        self._target_workers = workers
+                        if before is not JobState.STARTING:  # else the first run simply starts with it
+                            after = JobState.RUNNING if workers == self._run_workers else JobState.RESCALING
+                case DatagenScale(actors):
+                    running = self._pool_stage if self._pool is not None else None
+                    generator_to_come = self.plan is not None and not self._status.pools
+                    decision = on_datagen_scale(self.config.name, before, actors, running, generator_to_come)
+                    if decision.move is Move.RESIZE:
+                        self._pool.resize(actors)
+                    elif decision.move is Move.RESIZE_AT_START:
+                        self._pending_datagen = actors
+                case Drained():
+                    after, note = (JobState.FAILED if self._error is not None else self._ending), "generation has ended"
+            self._state = self._status.phase = after
+            if decision is not None:
+                logger.info("job %s: [%s] %s (%s -> %s)", self.config.name, decision.move, decision.reason, before, after)
+            else:
+                logger.info("job %s: %s (%s -> %s)", self.config.name, note, before, after)
+            self._changed.notify_all()
+        return decision
+
+    def _drain(self, ending: JobState) -> JobState:
+        """Training has returned: the running pool finishes its in-flight units; ``ending`` follows."""
+        self._ending = ending
+        if self._pool is not None:
+            self._pool.stop()
+        return JobState.DRAINING
+
+    def _record(self, error: BaseException) -> None:
+        if self._error is None:
+            self._error = error
+            self._status.error = _first_line(error)
 
     # -- the job ---------------------------------------------------------------------------
 
     def run(self) -> JobOutcome:
-        """Generate beside training until training reaches ``max_steps`` (or ``stop``); then stop generation.
+        """Generate beside training until training reaches ``max_steps`` (or the job stops); then stop generation.
 
         Raises:
             the first error of training or generation (generation's error also stops training).
         """
-        self._set_phase("running")
+        self._step(RunBegan())
         generation = threading.Thread(target=self._generate, name="genint-generation", daemon=True)
         if self.plan is not None:
             generation.start()
         try:
             result, last = self._train()
         except BaseException as error:
-            self._set_phase("failed", error)
+            self._step(TrainingFailed(error))
             raise
         finally:
-            self._stop_generation()
             if generation.is_alive():
                 generation.join()
-        if self._generation_error is not None:
-            self._set_phase("failed", self._generation_error)
-            raise self._generation_error
-        self._set_phase("stopped" if self._stop_requested else "finished")
+            self._step(Drained())
+        if self._state is JobState.FAILED:
+            raise self._error
         return JobOutcome(dict(self._generated), result, last, self.status())
 
     def _train(self) -> tuple[TrainResult, StepReport | None]:
         """Ray Train runs until ``max_steps``; a rescale ends one run at a checkpoint and starts the next."""
         callbacks = [MetricsCallback(self.metrics, self.config.name), _StatusCallback(self)]
+        should_stop = StopSignal(ray.get_runtime_context().current_actor)
         while True:
             with self._lock:
-                workers = self._workers
-                # Cleared under the lock that stop() and scale_trainers() set it under, so a
-                # request made while this run starts is not lost (a stopping job keeps it set).
-                ray.get(self._train_flag.set.remote(self._stopping.is_set()))
+                # From now on a request for another count makes training_should_stop say True.
+                self._run_workers = workers = self._target_workers
             config = self.config.model_copy(update={"train": self.config.train.model_copy(update={"workers": workers})})
             result, last = train_job(config, self._train_progress, self.growing, callbacks, use_gpu=self.use_gpu,
-                                     should_stop=StopSignal(self._train_flag))
+                                     should_stop=should_stop)
             with self._lock:
                 self._status.train.workers = 0
             self.metrics.trainer_workers.labels(job=self.config.name).set(0)
-            move = after_training_run(result.steps, self.config.train.max_steps, self._stopping.is_set())
-            if move != "restart":
+            if self._step(TrainingReturned(result.steps)).move is not Move.RESTART:
                 return result, last
-            logger.info("training stopped at step %d for a rescale: restarting from its checkpoint", result.steps)
 
     def _train_progress(self, step: int, max_steps: int) -> None:
         with self._lock:
@@ -232,34 +306,35 @@ class JobController:
 
     def _train_started(self, report: StartReport) -> None:
         with self._lock:
-            self._status.train.starts.append(TrainStart(report.step, report.workers, time.time()))
-            self._status.train.workers = report.workers
-            self._status.train.step = report.step
+            train = self._status.train
+            train.starts.append(TrainStart(report.step, report.workers, time.time()))
+            train.workers, train.step = report.workers, report.step
         self.metrics.trainer_workers.labels(job=self.config.name).set(report.workers)
-        self._trainer_ready.set()
+        self._step(TrainingStarted(report.workers))
 
     def _generate(self) -> None:
-        config = self.config
-        settings, units = self.plan
         try:
-            if config.datagen.start == "after_trainer_ready":
-                while not self._trainer_ready.wait(0.5):
-                    if self._stopping.is_set():
-                        return
-            stream = config.datagen.stream
-            self._run_pool("datagen", stream, lambda update, also: generation_pool(config, settings, units, update, also))
-            stage = config.datagen.transfer
-            if stage.actors > 0 and not self._stopping.is_set():
-                self._run_pool("transfer", stage.stream,
-                               lambda update, also: transfer_pool(config, units, self.config_hash, update, also))
+            if self.config.datagen.start == "after_trainer_ready" and not self._wait_for_trainer():
+                return
+            self._generated = run_datagen_stages(self.config, self.plan, self._run_pool, stopping=self._starts_no_pool)
         except Exception as error:  # raised by run() once training has stopped
-            self._generation_error = error
-            self.stop()
+            self._step(GenerationFailed(error))
 
-    def _run_pool(self, stage: str, stream: str, make_pool) -> None:
-        recorder = pool_recorder(self.metrics, self.config.name, stream, stage)
+    def _wait_for_trainer(self) -> bool:
+        """Wait until training's workers are up (True), or the job stops before they are (False)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._status.train.starts or self._state not in TRAINING_STATES)
+            return bool(self._status.train.starts)
+
+    def _starts_no_pool(self) -> bool:
+        """No later stage (transfer) starts once the job stops or training has returned."""
         with self._lock:
-            status = self._status.pools[stage] = PoolStatus(stage, stream, running=True)
+            return self._state not in TRAINING_STATES
+
+    def _run_pool(self, stage: PoolStage) -> PoolReport:
+        recorder = pool_recorder(self.metrics, self.config.name, stage.stream, stage.stage)
+        with self._lock:
+            status = self._status.pools[stage.stage] = PoolStatus(stage.stage, stage.stream, running=True)
 
         def update(done: int, total: int) -> None:
             with self._lock:
@@ -275,32 +350,19 @@ class JobController:
                 elif event.kind == "resize":
                     status.actors = event.actors
 
-        pool = make_pool(update, on_event)
+        pool = stage.make_pool(update, on_event)
         with self._lock:
-            self._pool, self._pool_stage = pool, stage
+            self._pool, self._pool_stage = pool, stage.stage
             if self._pending_datagen is not None:
                 pool.resize(self._pending_datagen)
                 self._pending_datagen = None
-            if self._generation_ended:
+            if self._state is JobState.DRAINING:  # training returned while this pool started
                 pool.stop()
         try:
-            self._generated[stream] = run_pool(pool)
+            return run_pool(pool)
         finally:
             with self._lock:
                 self._pool, status.running = None, False
-
-    def _stop_generation(self) -> None:
-        with self._lock:
-            self._stopping.set()
-            self._generation_ended = True
-            if self._pool is not None:
-                self._pool.stop()
-
-    def _set_phase(self, phase: str, error: BaseException | None = None) -> None:
-        with self._lock:
-            self._status.phase = phase
-            if error is not None:
-                self._status.error = str(error).splitlines()[0] if str(error) else type(error).__name__
 
     # -- requests --------------------------------------------------------------------------
 
@@ -308,22 +370,19 @@ class JobController:
         with self._lock:
             return copy.deepcopy(self._status)
 
+    def training_should_stop(self) -> bool:
+        """Rank 0's question after every step: end this training run at a checkpoint? True while the
+        job is stopping, and while a rescale asks for another worker count than the run has."""
+        with self._lock:
+            return self._state is JobState.STOPPING or self._target_workers != self._run_workers
+
     def scale_datagen(self, actors: int) -> str:
         """Resize the running datagen pool (or the generator pool about to start); training goes on.
 
         Raises:
             ClusterError: fewer than one actor, or no pool is running or still to come.
         """
-        if actors < 1:
-            raise ClusterError(f"--datagen must be >= 1 (got {actors})")
-        with self._lock:
-            if self._pool is not None:
-                self._pool.resize(actors)
-                return f"{self.config.name}: {self._pool_stage} pool resized to {actors} actors"
-            if self.plan is not None and not self._status.pools and not self._stopping.is_set():
-                self._pending_datagen = actors
-                return f"{self.config.name}: generation will start with {actors} actors"
-        raise ClusterError(f"job {self.config.name!r} has no datagen pool running (generation finished or is off)")
+        return self._answer(self._step(DatagenScale(actors)))
 
     def scale_trainers(self, workers: int) -> str:
         """Checkpoint, end the training run and restart it with ``workers`` workers from that checkpoint.
@@ -331,16 +390,7 @@ class JobController:
         Raises:
             ClusterError: fewer than one worker, or training has ended.
         """
-        if workers < 1:
-            raise ClusterError(f"--trainers must be >= 1 (got {workers})")
-        with self._lock:
-            if self._stopping.is_set() or self._status.phase not in ("starting", "running"):
-                raise ClusterError(f"job {self.config.name!r} is {self._status.phase}: its training cannot be rescaled")
-            if workers == self._workers:
-                return f"{self.config.name}: training already has {workers} workers"
-            self._workers = workers
-            ray.get(self._train_flag.set.remote(True))
-        return f"{self.config.name}: training checkpoints and restarts with {workers} workers"
+        return self._answer(self._step(TrainerScale(workers)))
 
     def stop(self) -> None:
         """End the job early: training checkpoints and returns, then the pools finish their in-flight units.
@@ -348,87 +398,33 @@ class JobController:
         Generation goes on until training has returned, so a step waiting for generated data can
         still finish and checkpoint; no new stage (transfer) starts.
         """
-        with self._lock:
-            self._stop_requested = True
-            self._stopping.set()
-            self._status.phase = "stopping"
-            ray.get(self._train_flag.set.remote(True))
+        self._step(StopRequested())
+
+    def _answer(self, decision: Decision) -> str:
+        if decision.move is Move.REJECT:
+            raise ClusterError(decision.reason)
+        return f"{self.config.name}: {decision.reason}"
 
 
-# -- the client side: the driver and ``genint scale`` -------------------------------------------
-
-
-def start_controller(config: JobConfig, config_hash: str, plan: tuple[ActorSettings, list[WorkUnit]] | None,
+def start_controller(config: JobConfig, plan: tuple[ActorSettings, list[WorkUnit]] | None,
                      growing: frozenset[str], use_gpu: bool) -> "ray.actor.ActorHandle":
     """Create the job's named controller on this node (so a loopback metrics endpoint is local).
+
+    Its runtime environment names this cluster in RAY_ADDRESS, and every process the job starts
+    (its pools' actors, Ray Train's controller, placement-group cleaner and workers) inherits it:
+    Ray's lookups without an address (the state API's, ``auto``) then find this cluster, never
+    another Ray instance running on the same machine.
 
     Raises:
         ClusterError: a controller of the same job is already running on this Ray cluster.
     """
     name = controller_name(config.name)
-    node = ray.get_runtime_context().get_node_id()
+    context = ray.get_runtime_context()
     options = {"name": name, "namespace": NAMESPACE, "num_cpus": 0, "max_concurrency": _MAX_CONCURRENCY,
-               "scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
+               "scheduling_strategy": NodeAffinitySchedulingStrategy(context.get_node_id(), soft=False),
+               "runtime_env": {"env_vars": {"RAY_ADDRESS": context.gcs_address}}}
     try:
-        return ray.remote(JobController).options(**options).remote(config, config_hash, plan, growing, use_gpu)
+        return ray.remote(JobController).options(**options).remote(config, plan, growing, use_gpu)
     except ValueError:
         raise ClusterError(f"job {config.name!r} is already running on this Ray cluster (actor {name}); "
                            "stop it first or give this job another name") from None
-
-
-def result(reference: "ray.ObjectRef"):
-    """``ray.get`` that re-raises the controller's own exception (one line for the CLI), not Ray's wrapper.
-
-    Raises:
-        ClusterError: the controller died.
-    """
-    try:
-        return ray.get(reference)
-    except ray.exceptions.RayTaskError as error:
-        if isinstance(error.cause, Exception):
-            raise error.cause from None
-        raise
-    except ray.exceptions.RayActorError as error:
-        raise ClusterError(f"the job's controller died: {str(error).splitlines()[0]}") from None
-
-
-def _find(job: str) -> "ray.actor.ActorHandle":
-    try:
-        return ray.get_actor(controller_name(job), namespace=NAMESPACE)
-    except ValueError:
-        raise ClusterError(f"no running job {job!r} on this Ray cluster (no actor {controller_name(job)} "
-                           f"in namespace {NAMESPACE}; its genint run has ended or uses another cluster)") from None
-
-
-def scale_job(job: str, address: str | None = None, datagen: int | None = None, trainers: int | None = None) -> list[str]:
-    """Resize a running job's datagen pool and/or its trainer group; returns what the controller did.
-
-    Args:
-        job: the job's name (``name`` in its config).
-        address: the Ray cluster (``auto``, ``HOST:6379``, ``ray://HOST:10001``); None: ``auto``.
-
-    Raises:
-        ConfigError: no count given, or ``address`` is not a Ray cluster address.
-        ClusterError: no Ray cluster there, no such job, or a count it cannot take.
-    """
-    if datagen is None and trainers is None:
-        raise ConfigError("scale: give --datagen N and/or --trainers N")
-    with ray_session(address or "auto", quiet=True):
-        controller = _find(job)
-        done = []
-        if datagen is not None:
-            done.append(result(controller.scale_datagen.remote(datagen)))
-        if trainers is not None:
-            done.append(result(controller.scale_trainers.remote(trainers)))
-        return done
-
-
-def job_status(job: str, address: str | None = None) -> JobStatus:
-    """A running job's status, from its controller (``address`` as in ``scale_job``)."""
-    with ray_session(address or "auto", quiet=True):
-        return result(_find(job).status.remote())
-
-
-def job_metrics_url(job: str, address: str | None = None) -> str:
-    """The metrics endpoint of a running job (what ``genint top JOB`` watches)."""
-    return job_status(job, address).metrics_url

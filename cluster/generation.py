@@ -112,6 +112,11 @@ def run_pool(pool: ActorPool) -> PoolReport:
         pool.shutdown()
 
 
+def pool_label(stage: str, stream: str) -> str:
+    """What a progress bar calls a datagen pool (``stage``: ``datagen`` or ``transfer``) making ``stream``."""
+    return f"generate {stream}" if stage == "datagen" else f"transfer -> {stream}"
+
+
 @dataclass(frozen=True)
 class PoolStage:
     """One datagen pool of a job, ready to start.
@@ -130,7 +135,7 @@ class PoolStage:
     @property
     def label(self) -> str:
         """What a progress bar calls it."""
-        return f"generate {self.stream}" if self.stage == "datagen" else f"transfer -> {self.stream}"
+        return pool_label(self.stage, self.stream)
 
     def summary(self, report: PoolReport, store_dir: Path) -> str:
         """One line on what the pool made."""

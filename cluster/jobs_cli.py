@@ -1,5 +1,5 @@
 """``genint submit | status | logs | stop | list | scale``: the CLI side of cluster/jobs.py and,
-for ``scale``, of the running job's controller (cluster/controller.py).
+for ``scale``, of the running job's controller (cluster/controller_client.py).
 
 A cluster has two addresses, and each flag names one. The job commands talk to the Ray Jobs API on
 the dashboard: ``--dashboard http://HOST:8265``, default ``RAY_ADDRESS`` (as Ray's own job CLI reads
@@ -55,7 +55,7 @@ def _stop(args: argparse.Namespace) -> int:
 
 
 def _scale(args: argparse.Namespace) -> int:
-    from cluster.controller import scale_job  # ray loads only for job commands
+    from cluster.controller_client import scale_job  # ray loads only for job commands
 
     for line in scale_job(args.job, args.address, datagen=args.datagen, trainers=args.trainers):
         print(line)

@@ -12,14 +12,16 @@ from pathlib import Path
 import ray
 
 from cluster.config import JobConfig, config_hash, save_resolved
-from cluster.controller import JobOutcome, JobStatus, result, start_controller
+from cluster.controller import JobOutcome, start_controller
+from cluster.controller_client import JobStatus, result
 from cluster.errors import ClusterError
 from cluster.generation import (
     compute_job_directions,
     plan_job_generation,
+    pool_label,
     train_generator,
 )
-from cluster.local_ray import cluster_has_gpus, ray_session
+from cluster.local_ray import cluster_has_gpus, ray_session, session_logs_dir
 from cluster.progress import console, progress_bar, progress_board
 from cluster.training import check_streams_committed
 from datagen.actors import ActorSettings
@@ -89,8 +91,7 @@ def prepare_generation(config: JobConfig, config_hash: str) -> tuple[ActorSettin
 
 def _show(status: JobStatus, bars: dict, add_bar) -> None:
     """Advance the progress board from the controller's status (a bar appears at its first update)."""
-    shown = [(f"generate {pool.stream}" if pool.stage == "datagen" else f"transfer -> {pool.stream}", pool.done, pool.total)
-             for pool in status.pools.values() if pool.total]
+    shown = [(pool_label(pool.stage, pool.stream), pool.done, pool.total) for pool in status.pools.values() if pool.total]
     if status.train.starts:
         shown.append(("train", status.train.step, status.train.max_steps))
     for label, done, total in shown:
@@ -113,6 +114,7 @@ def _drive(controller, config: JobConfig, add_bar) -> JobOutcome:
         address = ray.get_runtime_context().gcs_address
         console.print(f"metrics: {status.metrics_url}")
         console.print(f"ray: {address} (genint scale {config.name} --address {address} --datagen N or --trainers N)")
+        console.print(f"ray logs: {session_logs_dir()} (on the console with genint --debug)")
         while True:
             ready, _ = ray.wait([running], timeout=POLL_INTERVAL_S)
             _show(result(controller.status.remote()), bars, add_bar)
@@ -151,7 +153,7 @@ def run_job(config: JobConfig) -> JobResult:
         growing = frozenset({config.datagen.stream} | ({config.datagen.transfer.stream} if config.datagen.transfer.actors else set()))
     check_streams_committed(config, growing)
     with ray_session(), progress_board() as add_bar:
-        controller = start_controller(config, digest, plan, growing, use_gpu=cluster_has_gpus())
+        controller = start_controller(config, plan, growing, use_gpu=cluster_has_gpus())
         outcome = _drive(controller, config, add_bar)
     findings, _ = verify_store(config.store_dir)
     problems = [finding for finding in findings if finding.is_problem]

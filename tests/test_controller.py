@@ -12,13 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from ray.util.state import list_actors
 
 from cluster.cli import main
-from cluster.controller import (
-    NAMESPACE,
-    after_training_run,
-    controller_name,
-    job_metrics_url,
-    job_status,
-)
+from cluster.controller_client import NAMESPACE, controller_name, job_metrics_url, job_status
 from cluster.run import JobResult, run_job
 from datagen.service import planned_samples
 from datagen.units import plan_units
@@ -102,13 +96,6 @@ def _scrape(url: str) -> dict[tuple[str, tuple], float]:
 def _planned(config) -> int:
     datagen = config.datagen
     return planned_samples(datagen, plan_units(list(range(10)), datagen.strategy.seeds_per_class, datagen.seeds_per_unit))
-
-
-def test_after_a_training_run_the_job_is_done_stops_or_restarts_for_a_rescale():
-    assert after_training_run(10, 10, stopping=False) == "done"
-    assert after_training_run(10, 10, stopping=True) == "done"
-    assert after_training_run(4, 10, stopping=True) == "stop"
-    assert after_training_run(4, 10, stopping=False) == "restart"
 
 
 @pytest.mark.slow

@@ -13,7 +13,8 @@ import pytest
 import ray
 
 from cluster.config import JobConfig
-from cluster.controller import result, start_controller
+from cluster.controller import start_controller
+from cluster.controller_client import result
 from cluster.local_ray import ray_session
 
 pytestmark = pytest.mark.slow
@@ -55,7 +56,7 @@ def embedded_job(tmp_path_factory):
     config = JobConfig.model_validate({"name": JOB, "output_dir": str(root / "out"),
                                        "train": {"model": "small_cnn", "streams": {"original": {"batch_size": 8}}}})
     with ray_session(num_cpus=1):
-        controller = start_controller(config, "testhash", None, frozenset(), use_gpu=False)
+        controller = start_controller(config, None, frozenset(), use_gpu=False)
         status = result(controller.status.remote())
         yield ray.get_runtime_context().gcs_address, status.metrics_url, before
 
