@@ -127,7 +127,7 @@ def test_a_stream_with_batch_size_zero_is_never_built_or_read(process_group, tmp
     datasets = {name: colour_classes(32, CLASSES, SIZE, seed) for seed, name in enumerate(streams)}
     factory = RecordingFactory(datasets)
     emitted = []
-    run_worker(config, factory, tmp_path, torch.device("cpu"), emitted.append)
+    run_worker(config, factory, tmp_path, torch.device("cpu"), lambda report: emitted.append(report.to_dict()))
     assert factory.built == ["original", "transferred"]
     assert "interventional" not in factory.read
     assert [len(factory.read[name]) for name in ("original", "transferred")] == [3 * 4, 3 * 2]
@@ -144,7 +144,7 @@ def test_irm_trains_through_deepspeed_with_each_stream_an_environment(process_gr
     config = tiny_config(streams=streams, max_steps=2, objective={"name": "irm", "irm_weight": 10.0, "irm_anneal_steps": 1})
     datasets = {name: colour_classes(16, CLASSES, SIZE, seed) for seed, name in enumerate(streams)}
     emitted = []
-    run_worker(config, MemorySourceFactory(datasets), tmp_path, torch.device("cpu"), emitted.append)
+    run_worker(config, MemorySourceFactory(datasets), tmp_path, torch.device("cpu"), lambda report: emitted.append(report.to_dict()))
     steps = [step for payload in emitted for step in payload["steps"]]
     assert [step["extra"]["irm_penalty_weight"] for step in steps] == [1.0, 10.0]
     for step in steps:
@@ -165,12 +165,12 @@ def test_a_stopped_worker_checkpoints_where_it_stopped_and_the_next_run_resumes_
         return len(asked) >= 2
 
     emitted = []
-    assert run_worker(config, factory, tmp_path, torch.device("cpu"), emitted.append, stop_after_two_steps) == 2
+    assert run_worker(config, factory, tmp_path, torch.device("cpu"), lambda report: emitted.append(report.to_dict()), stop_after_two_steps) == 2
     assert emitted[0] == {"steps": [], "checkpoint": None, "started": 0}
     assert [step["step"] for step in emitted[1]["steps"]] == [1, 2]  # reported early, with its checkpoint
     assert emitted[1]["checkpoint"]["step"] == 2 and (tmp_path / "latest").read_text() == "step_000000002"
 
     emitted = []
-    assert run_worker(config, factory, tmp_path, torch.device("cpu"), emitted.append) == 5
+    assert run_worker(config, factory, tmp_path, torch.device("cpu"), lambda report: emitted.append(report.to_dict())) == 5
     assert emitted[0]["started"] == 2
     assert [step["step"] for payload in emitted for step in payload["steps"]] == [3, 4, 5]

@@ -1,9 +1,10 @@
 """What the training loop reports, and the callback objects that receive it.
 
-Workers build one ``StepReport`` per step; the driver calls each callback's ``on_start`` when the
-workers are up (and again after every restart of the worker group), hands every rank's reports to
-``on_step`` (the cluster layer turns them into Prometheus metrics), then ``on_checkpoint`` and
-``on_end``. Reports are plain data so they cross Ray as dicts.
+Workers build one ``StepReport`` per step and send them to the driver in ``WorkerReport``s; the
+driver calls each callback's ``on_start`` when the workers are up (and again after every restart
+of the worker group), hands every rank's reports to ``on_step`` (the cluster layer turns them into
+Prometheus metrics), then ``on_checkpoint`` and ``on_end``. Reports are plain data so they cross
+Ray as dicts.
 """
 
 import json
@@ -52,6 +53,32 @@ class CheckpointReport:
 
     step: int
     path: Path
+
+
+@dataclass
+class WorkerReport:
+    """What one rank sends the driver at a report (every rank reports at the same steps).
+
+    A run's first report comes before its first step, once the rank has restored its checkpoint,
+    and carries only ``started``; later ones carry the steps since the last report and, at a
+    checkpoint step, the ``checkpoint`` the rank has saved.
+    """
+
+    steps: list[StepReport]
+    checkpoint: CheckpointReport | None = None
+    started: int | None = None  # the step the run resumed from (0: a fresh start); first report only
+
+    def to_dict(self) -> dict:
+        """Plain nested dicts: ``ray.train.report`` takes a dict, and plain data lets Ray Train's
+        controller and the report queue's actor pass it on without importing genint (and torch)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "WorkerReport":
+        checkpoint = data["checkpoint"]
+        return cls([StepReport.from_dict(step) for step in data["steps"]],
+                   CheckpointReport(checkpoint["step"], Path(checkpoint["path"])) if checkpoint else None,
+                   data["started"])
 
 
 @dataclass

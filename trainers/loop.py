@@ -9,14 +9,14 @@ import torch.distributed as dist
 
 from trainers import checkpoint
 from trainers.batches import BatchSource
+from trainers.callbacks import CheckpointReport, WorkerReport
 from trainers.config import StreamConfig, TrainConfig
 from trainers.engine import build_engine, memory_format, seed_everything
 from trainers.objectives import build_objective
 from trainers.step import train_step
 
-# What a worker hands to the driver: {"steps": [StepReport dicts], "checkpoint": {"step", "path"} or None,
-# "started": the step it resumed from (only in the first payload, sent before the first step) or None}.
-Emit = Callable[[dict], None]
+# Sends one of this rank's reports to the driver (a collective in Ray Train: every rank, same steps).
+Emit = Callable[[WorkerReport], None]
 # Asked on rank 0 after every step; True ends the run early with a checkpoint (e.g. to rescale it).
 ShouldStop = Callable[[], bool]
 
@@ -49,7 +49,7 @@ def run_worker(config: TrainConfig, make_source: SourceFactory, checkpoint_dir: 
         # Per-rank RNG streams for anything random in the step; a restore replaces them.
         seed_everything(config.seed * 1000 + rank)
         start = checkpoint.restore(engine, checkpoint_dir, sources)
-        emit({"steps": [], "checkpoint": None, "started": start})
+        emit(WorkerReport(steps=[], started=start))
         return _loop(config, engine, sources, checkpoint_dir, start, device, emit, should_stop)
     finally:
         for source in sources.values():
@@ -73,15 +73,15 @@ def _loop(config: TrainConfig, engine, sources: dict[str, BatchSource], checkpoi
     engine.train()
     pending = []
     for step in range(start + 1, config.max_steps + 1):
-        pending.append(train_step(engine, objective, sources, weights, step, rank, layout).to_dict())
+        pending.append(train_step(engine, objective, sources, weights, step, rank, layout))
         stopping = _stop_agreed(should_stop, device)
         saved = None
         if stopping or step % config.checkpoint_every_steps == 0 or step == config.max_steps:
             path = checkpoint.save(engine, checkpoint_dir, step, sources, config.keep_checkpoints)
-            saved = {"step": step, "path": str(path)}
+            saved = CheckpointReport(step, path)
         # Every rank reports at the same steps: a report is a collective in Ray Train.
         if saved or step % config.report_every_steps == 0:
-            emit({"steps": pending, "checkpoint": saved, "started": None})
+            emit(WorkerReport(pending, saved))
             pending = []
         if stopping:
             return step

@@ -8,6 +8,8 @@ a ``UserCallback`` that forwards them over a Ray queue to the driver, where the 
 import logging
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import ray
@@ -15,16 +17,11 @@ import ray.train
 import torch
 from ray.train import FailureConfig, RunConfig, ScalingConfig
 from ray.train.torch import TorchConfig, TorchTrainer
+from ray.train.v2._internal import constants as ray_train_constants
 from ray.train.v2.api.callback import UserCallback
 from ray.util.queue import Queue
 
-from trainers.callbacks import (
-    CheckpointReport,
-    StartReport,
-    StepReport,
-    TrainCallback,
-    TrainResult,
-)
+from trainers.callbacks import StartReport, TrainCallback, TrainResult, WorkerReport
 from trainers.checkpoint_files import remove_checkpoints
 from trainers.config import TrainConfig
 from trainers.deepspeed_config import deepspeed_config, step_schedule
@@ -48,13 +45,21 @@ class _ForwardReports(UserCallback):
         self.queue.put(metrics)
 
 
+def _report(report: WorkerReport) -> None:
+    ray.train.report(report.to_dict())
+
+
 def _worker(args: dict) -> None:
     """One Ray Train worker (the process group is already initialised by Ray Train)."""
     # DeepSpeed picks its accelerator on import (it is imported later, in build_engine);
     # the CPU one runs its collectives over Ray Train's gloo group.
     os.environ["DS_ACCELERATOR"] = "cuda" if args["use_gpu"] else "cpu"
+    if not args["use_gpu"]:
+        # DeepSpeed's import of torch.utils.cpp_extension warns on every CPU worker that no CUDA
+        # runtime is found; a CPU worker builds no CUDA op, so the warning tells nothing.
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     device = ray.train.torch.get_device() if args["use_gpu"] else torch.device("cpu")
-    run_worker(args["config"], args["make_source"], Path(args["checkpoint_dir"]), device, ray.train.report, args["should_stop"])
+    run_worker(args["config"], args["make_source"], Path(args["checkpoint_dir"]), device, _report, args["should_stop"])
 
 
 class _Dispatcher:
@@ -74,24 +79,52 @@ class _Dispatcher:
                 except Exception as error:  # re-raised by train() once fit returns
                     self.error = error
 
-    def _dispatch(self, rounds: list[dict]) -> None:
-        started = rounds[0].get("started")
-        if started is not None:
-            self.last_step = started
+    def _dispatch(self, payloads: list[dict]) -> None:
+        rounds = [WorkerReport.from_dict(payload) for payload in payloads]  # one per rank, by rank
+        first = rounds[0]
+        if first.started is not None:
+            self.last_step = first.started
             for callback in self.callbacks:
-                callback.on_start(StartReport(started, len(rounds)))
-        per_rank = [[StepReport.from_dict(step) for step in payload["steps"]] for payload in rounds]
-        for reports in zip(*per_rank):
+                callback.on_start(StartReport(first.started, len(rounds)))
+        for reports in zip(*(worker.steps for worker in rounds)):
             for report in reports:
                 self.final_losses[report.rank] = report.loss
                 self.last_step = report.step
                 for callback in self.callbacks:
                     callback.on_step(report)
-        saved = rounds[0]["checkpoint"]
-        if saved is not None:
-            self.checkpoint = Path(saved["path"])
+        if first.checkpoint is not None:
+            self.checkpoint = first.checkpoint.path
             for callback in self.callbacks:
-                callback.on_checkpoint(CheckpointReport(saved["step"], self.checkpoint))
+                callback.on_checkpoint(first.checkpoint)
+
+
+@contextmanager
+def _ray_train_on_this_cluster() -> Iterator[None]:
+    """Name this cluster in RAY_ADDRESS for the Ray Train controller that ``fit`` starts, and so for
+    the processes it starts in turn (its placement-group cleaner, the workers).
+
+    The cleaner asks the state API whether the controller lives without giving an address
+    (ray/train/v2/_internal/state/util.py ``is_actor_alive`` -> ``ray.util.state.get_actor``), and
+    the state API then takes RAY_ADDRESS or else looks for GCS processes on this machine
+    (ray/dashboard/utils.py ``get_address_for_submission_client``): with another Ray running beside
+    this one that is ``ConnectionError: Found multiple active Ray instances``, a traceback in the
+    cleaner, which then stops watching. Ray Train starts its controller with those variables of its
+    ``ENV_VARS_TO_PROPAGATE`` that are set in this process (``_initialize_and_run_controller`` in
+    ray/train/v2/api/data_parallel_trainer.py), and the controller's children inherit them.
+    """
+    if ray.util.client.ray.is_connected():  # a Ray client: this process's environment does not reach the cluster
+        yield
+        return
+    ray_train_constants.ENV_VARS_TO_PROPAGATE.add("RAY_ADDRESS")
+    saved = os.environ.get("RAY_ADDRESS")
+    os.environ["RAY_ADDRESS"] = ray.get_runtime_context().gcs_address
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["RAY_ADDRESS"]
+        else:
+            os.environ["RAY_ADDRESS"] = saved
 
 
 def check_train_config(config: TrainConfig, num_workers: int) -> None:
@@ -172,7 +205,8 @@ def train(
     )
     dispatcher.thread.start()
     try:
-        trainer.fit()
+        with _ray_train_on_this_cluster():
+            trainer.fit()
     except ray.train.TrainingFailedError as error:
         raise _worker_error(error) from error
     finally:
