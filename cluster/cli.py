@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cluster.config import config_hash, load_config, resolved_yaml, save_resolved
 from cluster.errors import ClusterError, ConfigError
-from cluster.jobs_cli import JOB_HANDLERS, add_jobs_commands
+from cluster.jobs_cli import CLUSTER_ADDRESS_HELP, JOB_HANDLERS, add_jobs_commands
 from cluster.progress import console, progress_bar, summary_tables
 from datagen.errors import DatagenError
 from shards.config import MAX_PREPARE_WORKERS, MAX_SEED
@@ -23,6 +23,8 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 PROJECT_ERRORS = (ShardError, DatagenError, TrainError, ClusterError)
+# Where `genint datagen | train` run without --address (a Ray job's driver finds RAY_ADDRESS set).
+EMBEDDED_DEFAULT = "the cluster in RAY_ADDRESS, else an embedded local Ray"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,11 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     datagen = commands.add_parser("datagen", help="run generation alone (embedded local Ray or --address)")
     _add_config_arguments(datagen)
-    datagen.add_argument("--address", help="an existing Ray cluster, e.g. ray://HOST:10001 or auto")
+    datagen.add_argument("--address", help=f"{CLUSTER_ADDRESS_HELP} (default: {EMBEDDED_DEFAULT})")
 
     train = commands.add_parser("train", help="run training alone on the job's shards (embedded local Ray or --address)")
     _add_config_arguments(train)
-    train.add_argument("--address", help="an existing Ray cluster, e.g. ray://HOST:10001 or auto")
+    train.add_argument("--address", help=f"{CLUSTER_ADDRESS_HELP} (default: {EMBEDDED_DEFAULT})")
 
     _add_config_arguments(commands.add_parser("directions", help="compute the generator's GANSpace directions (resumable)"))
 
@@ -105,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--num-classes", type=_whole_number(1, MAX_CLASSES), default=1000, help="classifier outputs without --config (default 1000)")
     evaluate.add_argument("--json", type=Path, help="where the results go (default ./eval-SUITE.json)")
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    evaluate.add_argument("--objectnet-unmapped", choices=("error", "skip"), default="error",
+                          help="an ObjectNet folder outside the 113 ImageNet-overlapping classes: fail (default) or leave it out")
 
     corrupt = commands.add_parser("imagenet-c", help="ImageNet-C tools").add_subparsers(dest="action", required=True)
     build = corrupt.add_parser("build", help="make a corruption/severity directory from an ImageFolder")
@@ -134,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     top = commands.add_parser("top", help="live dashboard of a running job's metrics endpoint")
     top.add_argument("job", nargs="?", help="a running job's name (its controller gives the metrics URL)")
     top.add_argument("--metrics", metavar="URL", help="the job's metrics URL, as genint run prints it (instead of JOB)")
-    top.add_argument("--address", help="the Ray cluster running JOB (default: the local one)")
+    top.add_argument("--address", help=f"{CLUSTER_ADDRESS_HELP}; the cluster running JOB (default: auto)")
     top.add_argument("--interval", type=_seconds, default=2.0, help="seconds between polls (default 2)")
     top.add_argument("--once", action="store_true", help="print one snapshot (two polls one interval apart) and exit")
     add_jobs_commands(commands, _add_config_arguments)
@@ -178,29 +182,22 @@ def _experiment(args: argparse.Namespace) -> int:
 
 
 def _datagen(args: argparse.Namespace) -> int:
-    from cluster.generation import (
-        generation_pool,
-        plan_job_generation,
-        run_pool,
-        transfer_pool,
-    )
+    from cluster.generation import plan_job_generation, run_datagen_stages, run_pool
     from cluster.local_ray import ray_session
 
     config = _load_job(args)
     # Every input is checked (weights, directions, strategy, classes) before the config is saved.
-    digest = config_hash(config)
-    settings, units = plan_job_generation(config, digest)
+    plan = plan_job_generation(config, config_hash(config))
     save_resolved(config)
+
+    def run_stage(stage):
+        with progress_bar(stage.label) as update:
+            report = run_pool(stage.make_pool(update))
+        console.print(stage.summary(report, config.store_dir))
+        return report
+
     with ray_session(args.address):
-        with progress_bar(f"generate {config.datagen.stream}") as update:
-            report = run_pool(generation_pool(config, settings, units, update))
-        console.print(f"datagen: {report.images} images in {report.shards} shards from {report.units} units "
-                      f"({report.restarts} actor restarts) -> {config.store_dir / config.datagen.stream}")
-        if config.datagen.transfer.actors > 0:
-            stage = config.datagen.transfer
-            with progress_bar(f"transfer -> {stage.stream}") as update:
-                report = run_pool(transfer_pool(config, units, digest, update))
-            console.print(f"transfer: {report.images} images in {report.shards} shards -> {config.store_dir / stage.stream}")
+        run_datagen_stages(config, plan, run_stage)
     return 0
 
 
@@ -259,15 +256,17 @@ def _eval_device(name: str):
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from trainers.config import ARCHITECTURES
     from trainers.evaluation import SUITES, EvalConfig, evaluate, format_table, write_json
-    from trainers.models import ARCHITECTURES, load_classifier
+    from trainers.models import load_classifier
 
     if args.suite not in SUITES:
         raise ConfigError(f"--suite {args.suite!r}: choose one of {', '.join(SUITES)}")
-    arch, num_classes, eval_config = args.arch, args.num_classes, EvalConfig()
+    arch, num_classes, eval_config = args.arch, args.num_classes, EvalConfig(objectnet_unmapped=args.objectnet_unmapped)
     if args.config:
         train = load_config(args.config).train
-        arch, num_classes, eval_config = train.model, train.num_classes, EvalConfig(loader=train.data)
+        arch, num_classes = train.model, train.num_classes
+        eval_config = eval_config.model_copy(update={"loader": train.data})
     elif arch not in ARCHITECTURES:
         raise ConfigError(f"--arch {arch!r}: choose one of {', '.join(ARCHITECTURES)}")
     device = _eval_device(args.device)
@@ -348,7 +347,7 @@ def _examples_digits(args: argparse.Namespace) -> int:
 
 
 def _top(args: argparse.Namespace) -> int:
-    from cluster.controller import job_metrics_url
+    from cluster.controller_client import job_metrics_url
     from cluster.top import check_interval, run_top
 
     if (args.job is None) == (args.metrics is None):
@@ -397,6 +396,10 @@ def main(argv: list[str] | None = None) -> int:
     usage); anything else is a bug, reported as one line asking for a rerun with --debug."""
     args = build_parser().parse_args(argv)
     handler = HANDLERS[(args.command, getattr(args, "action", None))]
+    if args.debug:
+        from cluster.local_ray import show_ray_output  # loads ray: only for --debug
+
+        show_ray_output()
     try:
         return handler(args)
     except KeyboardInterrupt:

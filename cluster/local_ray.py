@@ -24,6 +24,8 @@ CLUSTER_ADDRESS_FORMS = "HOST:6379 (the head's GCS), ray://HOST:10001 (Ray clien
 # Ray's own switch for single-node (macOS/Windows) mode: the node's address is 127.0.0.1 instead of
 # the machine's network address. Read once when ray is imported (ray_constants.ENABLE_RAY_CLUSTER).
 _SINGLE_NODE_ENV = ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR
+# Set by show_ray_output (``genint --debug``): one switch for the whole process, as --debug is.
+_show_ray_output = False
 
 
 def cluster_token() -> str | None:
@@ -43,14 +45,14 @@ def refused_token_line(where: str, token_sent: bool) -> str:
 
 
 @contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None, quiet: bool = False) -> Iterator[None]:
+def ray_session(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
     """Start an in-process local Ray on 127.0.0.1 or connect to ``address``; shut it down on exit if
     this call started it.
 
     The embedded instance binds every server it starts (GCS, raylet, workers, agents, dashboard) to
     127.0.0.1; a cluster's binding is its own configuration. The local dashboard exists because Ray
-    Train's placement-group cleaner needs its state API. ``quiet``: a short client (``genint scale``,
-    ``top``) whose stderr should hold only its own error line, without Ray's INFO and WARNING lines.
+    Train's placement-group cleaner needs its state API. Ray's own output stays off the console
+    unless ``show_ray_output`` was called (``genint --debug``).
 
     Raises:
         ConfigError: ``address`` is not a Ray cluster address.
@@ -61,7 +63,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, quiet: 
         return
     with ExitStack() as settings:
         if address:
-            _connect(address, settings, logging_level=logging.ERROR if quiet else logging.INFO)
+            _connect(address, settings)
         elif os.environ.get("RAY_ADDRESS"):
             # A Ray job's driver: Ray put its cluster's address in RAY_ADDRESS.
             _init(None, "the Ray cluster in RAY_ADDRESS")
@@ -75,14 +77,34 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, quiet: 
             ray.shutdown()
 
 
+def show_ray_output() -> None:
+    """Show Ray's own output on this process's console from now on (``genint --debug``): its INFO
+    and WARNING lines and every actor's and worker's stdout and stderr, as ``(Name pid=...) line``.
+
+    Otherwise a session shows only Ray's errors (and the raylet's reports of dead workers), and
+    the rest (Ray Train's report echo, DeepSpeed's and torch's start-up lines, the actors' logs,
+    genint's controller decisions) stays in the session's log directory (``session_logs_dir``).
+    """
+    global _show_ray_output
+    _show_ray_output = True
+
+
+def session_logs_dir() -> Path:
+    """The log directory of the Ray session this process is connected to (this node's):
+    ``worker-*.out``/``.err`` hold each actor's and worker's output."""
+    return Path(ray._private.worker._global_node.get_logs_dir_path())
+
+
 def cluster_has_gpus() -> bool:
     return ray.cluster_resources().get("GPU", 0) > 0
 
 
 def _init(address: str | None, what: str, **options) -> None:
-    """``ray.init`` with Ray's failures as one ClusterError line naming ``what``."""
+    """``ray.init`` with Ray's failures as one ClusterError line naming ``what``, and its output
+    on the console only after ``show_ray_output``."""
     try:
-        ray.init(address=address, log_to_driver=True, **options)
+        ray.init(address=address, log_to_driver=_show_ray_output,
+                 logging_level=logging.INFO if _show_ray_output else logging.ERROR, **options)
     except (ConnectionError, RuntimeError, ValueError) as error:
         # The reason is the first line, or the last one of a server's traceback after a "...:" line.
         lines = [line.strip() for line in str(error).splitlines() if line.strip()] or [type(error).__name__]
@@ -167,7 +189,7 @@ def cluster_address(address: str) -> tuple[str, str, int]:
     except ValueError:  # a port that is no number or out of range, a broken [IPv6] literal
         host = port = extra = None
     if scheme not in ("", "ray") or not host or port is None or extra:
-        hint = " (that is the dashboard's URL, for submit/status/logs/stop/list)" if scheme in ("http", "https") else ""
+        hint = " (that is the dashboard's URL, which submit/status/logs/stop/list take as --dashboard)" if scheme in ("http", "https") else ""
         raise ConfigError(f"{where} is not a Ray cluster address{hint}: give {CLUSTER_ADDRESS_FORMS}")
     return scheme, host, port
 
@@ -179,7 +201,7 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-def _connect(address: str, settings: ExitStack, logging_level: int) -> None:
+def _connect(address: str, settings: ExitStack) -> None:
     """Check the cluster at ``address`` answers and takes our token, then join it (see the module docstring)."""
     scheme, host, port = cluster_address(address)
     target = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
@@ -187,14 +209,14 @@ def _connect(address: str, settings: ExitStack, logging_level: int) -> None:
     _check_ray_server(target, token, client=scheme == "ray")
     settings.enter_context(_token_mode(token))
     if scheme == "ray":
-        _init(f"ray://{target}", f"the Ray client server at ray://{target}", logging_level=logging_level)
+        _init(f"ray://{target}", f"the Ray client server at ray://{target}")
         return
     if not services.find_node_ids():  # else ray.init looks for a local raylet for 60 s
         raise ClusterError(f"{target} is a Ray cluster's GCS, and a GCS address works only on one of its "
                            f"nodes; no Ray node runs on this machine: use ray://{host}:10001 (Ray client)")
     if _is_loopback(host):
         settings.enter_context(_loopback_node())  # else Ray would dial the machine's network address
-    _init(target, f"the Ray cluster at {target}", logging_level=logging_level)
+    _init(target, f"the Ray cluster at {target}")
 
 
 def _check_ray_server(target: str, token: str | None, client: bool) -> None:
