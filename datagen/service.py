@@ -27,9 +27,11 @@ from datagen.transfer_stage import (
 )
 from datagen.units import WorkUnit, plan_units
 from shards.config import StoreRef
-from shards.files import write_durably
+from shards.files import read_regular, write_durably
 
 PLAN_FILE = "datagen-plan.json"
+# A plan is a few hundred bytes of settings; the bound stops reading a huge file put in its place.
+_MAX_PLAN_BYTES = 2**20
 
 
 def plan_generation(config: DatagenConfig, output_dir: Path, store: StoreRef) -> tuple[ActorSettings, list[WorkUnit]]:
@@ -82,7 +84,7 @@ def record_plan(stream_dir: Path, config: DatagenConfig, generator_id: str, dire
     plan["generator"].pop("train", None)
     path = stream_dir / PLAN_FILE
     if path.exists():
-        recorded = json.loads(path.read_text())
+        recorded = _recorded_plan(path)
         changed = sorted(key for key in plan.keys() | recorded.keys() if plan.get(key) != recorded.get(key))
         if changed:
             raise DatagenError(
@@ -92,6 +94,24 @@ def record_plan(stream_dir: Path, config: DatagenConfig, generator_id: str, dire
         return
     stream_dir.mkdir(parents=True, exist_ok=True)
     write_durably(path, json.dumps(plan, indent=1, sort_keys=True).encode())
+
+
+def _recorded_plan(path: Path) -> dict:
+    """The plan a stream was generated with (written by ``record_plan``).
+
+    Raises:
+        StoreFileError: the file is no regular file, or larger than a plan is.
+        DatagenError: it is not a JSON object.
+    """
+    raw = read_regular(path, "generation plan", _MAX_PLAN_BYTES)
+    try:
+        recorded = json.loads(raw)
+    except ValueError as error:
+        raise DatagenError(f"{path}: not valid JSON ({error}); genint wrote it with the stream's first units, "
+                           "so the stream was changed by hand: delete the stream to start over") from None
+    if not isinstance(recorded, dict):
+        raise DatagenError(f"{path}: not a JSON object of settings; delete the stream to start over")
+    return recorded
 
 
 def planned_samples(config: DatagenConfig, units: list[WorkUnit]) -> int:

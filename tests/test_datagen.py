@@ -12,7 +12,7 @@ from datagen.config import DatagenConfig
 from datagen.directions import Directions, load_directions
 from datagen.errors import DatagenError
 from datagen.generators.biggan import load_biggan
-from datagen.service import plan_generation, planned_samples
+from datagen.service import PLAN_FILE, plan_generation, planned_samples
 from datagen.strategies import (
     StrategyConfig,
     component_ranges,
@@ -21,6 +21,7 @@ from datagen.strategies import (
     seed_specs,
 )
 from datagen.strategy_config import PRESETS
+from shards.errors import StoreFileError
 from shards.manifest import Manifest
 from tests.datagen_helpers import save_tiny_biggan, tiny_datagen_config, tiny_store
 
@@ -173,3 +174,29 @@ def test_rerun_with_another_strategy_is_refused(tiny, tmp_path):
     changed = tiny_datagen_config(*tiny, strategy={"kind": "observational", "seeds_per_class": 4})
     with pytest.raises(DatagenError, match=r"generated with other settings \(directions_sha256, strategy differ\)"):
         plan_generation(changed, tmp_path, tiny_store(tmp_path / "store", 100))
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (b'{"strategy": ', r"datagen-plan.json: not valid JSON .*delete the stream to start over"),
+    (b'["a list"]', r"datagen-plan.json: not a JSON object of settings"),
+    (b"\xff\xfe", r"datagen-plan.json: not valid JSON"),
+])
+def test_a_damaged_plan_record_is_one_line_and_stays(tiny, tmp_path, content, message):
+    config = tiny_datagen_config(*tiny)
+    plan_generation(config, tmp_path, tiny_store(tmp_path / "store", 100))
+    record = tmp_path / "store" / config.stream / PLAN_FILE
+    record.write_bytes(content)
+    with pytest.raises(DatagenError, match=message) as error:
+        plan_generation(config, tmp_path, tiny_store(tmp_path / "store", 100))
+    assert "\n" not in str(error.value) and record.read_bytes() == content
+
+
+def test_a_plan_record_that_is_a_link_is_refused(tiny, tmp_path):
+    config = tiny_datagen_config(*tiny)
+    plan_generation(config, tmp_path, tiny_store(tmp_path / "store", 100))
+    record = tmp_path / "store" / config.stream / PLAN_FILE
+    (tmp_path / "elsewhere.json").write_bytes(record.read_bytes())
+    record.unlink()
+    record.symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(StoreFileError, match="generation plan is a symbolic link"):
+        plan_generation(config, tmp_path, tiny_store(tmp_path / "store", 100))

@@ -15,9 +15,11 @@ import torchvision
 from PIL import Image
 from rich.console import Console
 
+from cluster.cli import main
 from shards.writer import ShardWriter
 from trainers.data.config import LoaderConfig
 from trainers.errors import TrainError
+from trainers.models import build_model
 from trainers.evaluation import (
     EvalConfig,
     EvalResult,
@@ -139,6 +141,20 @@ def test_objectnet_unmapped_folder_fails_or_is_skipped(tmp_path):
         evaluate(model, "objectnet", root, tiny_config())
     result = evaluate(model, "objectnet", root, tiny_config(objectnet_unmapped="skip"))
     assert result.samples == 1 and result.top1 == 1.0 and result.skipped_folders == ["tv_remote_not_mapped"]
+
+
+def test_genint_eval_takes_the_advice_its_objectnet_error_gives(tmp_path, capsys):
+    # The error names a flag; passing it evaluates the mapped folders and records the skipped one.
+    root = write_folder(tmp_path / "objectnet", {"banana": ["green"], "tv_remote_not_mapped": ["red"]})
+    torch.save(build_model("small_cnn", 1000).state_dict(), tmp_path / "w.pt")
+    command = ["eval", str(tmp_path / "w.pt"), "--suite", "objectnet", "--data", str(root), "--arch", "small_cnn",
+               "--num-classes", "1000", "--device", "cpu", "--json", str(tmp_path / "eval.json")]
+    assert main(command) == 1
+    advice = re.search(r"--objectnet-unmapped skip", capsys.readouterr().err)
+    assert advice and not (tmp_path / "eval.json").exists()
+    assert main([*command, advice.group(0).split()[0], "skip"]) == 0
+    written = json.loads((tmp_path / "eval.json").read_text())
+    assert written["samples"] == 1 and written["skipped_folders"] == ["tv_remote_not_mapped"]
 
 
 @pytest.mark.parametrize(

@@ -90,7 +90,7 @@ def _local_state(weights: str) -> tuple[Path, dict]:
     path = Path(weights).expanduser()
     if not path.is_file():
         raise DatagenError(
-            f"VGG-19 weights {str(path)!r}: no such file; set vgg_weights to a checkpoint path or one of "
+            f"VGG-19 weights {str(path)!r}: no such file; set datagen.transfer.gatys.vgg_weights to a checkpoint path or one of "
             f"{list(VGG19_Weights.__members__)}"
         )
     return path, load_state_dict_file(path, "VGG-19 weights", mmap=True)

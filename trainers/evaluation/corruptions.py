@@ -8,7 +8,6 @@ seeded from their names, so a rebuild gives the same pixels.
 """
 
 import multiprocessing
-import os
 import warnings
 import zlib
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from shards.classes import class_indices
+from shards.files import write_durably_with
 from trainers.errors import TrainError
 from trainers.evaluation.loading import class_folders, image_files
 from trainers.evaluation.metrics import IMAGENET_C_SEVERITIES
@@ -109,9 +109,7 @@ def _corrupt_one(
         corrupted = module.corrupt(pixels, corruption_name=corruption, severity=severity)
         target = _output_path(out_dir, corruption, severity, relative)
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.tmp")
-        Image.fromarray(corrupted).save(temporary, format="JPEG", quality=jpeg_quality)
-        os.replace(temporary, target)
+        write_durably_with(target, lambda file: Image.fromarray(corrupted).save(file, format="JPEG", quality=jpeg_quality))
     return len(pending)
 
 

@@ -1,11 +1,11 @@
 """Showing and saving an evaluation: a rich table on screen and the full result as JSON."""
 
 import json
-import os
 from pathlib import Path
 
 from rich.table import Table
 
+from shards.files import write_durably
 from trainers.evaluation.results import EvalResult
 
 
@@ -71,7 +71,7 @@ def format_table(result: EvalResult) -> Table:
 
 
 def write_json(result: EvalResult, path: Path) -> None:
-    """Write the result as indented JSON, atomically (a temp file renamed into place).
+    """Write the result as indented JSON, atomically and durably (``shards.files.write_durably``).
 
     Args:
         result: what ``evaluate`` returned.
@@ -79,6 +79,4 @@ def write_json(result: EvalResult, path: Path) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(result.model_dump(mode="json"), indent=2) + "\n")
-    os.replace(temporary, path)
+    write_durably(path, (json.dumps(result.model_dump(mode="json"), indent=2) + "\n").encode())

@@ -120,7 +120,7 @@ def _plan_objectnet(data_dir: Path, config: EvalConfig) -> SuitePlan:
     if unmapped and config.objectnet_unmapped == "error":
         raise TrainError(
             f"{data_dir / unmapped[0]}: not one of the 113 ObjectNet classes that overlap ImageNet "
-            f"({len(unmapped)} such folders; remove them or set objectnet_unmapped: skip)"
+            f"({len(unmapped)} such folders; remove them, or leave them out with genint eval --objectnet-unmapped skip)"
         )
     kept = [folder for folder in folders if folder in mapping]
     if not kept:
