@@ -1,14 +1,21 @@
 """Settings of an intervention strategy (the paper's t, k, s) and its named presets, apart from
-the sampling code so a job config validates without torch."""
+the sampling code so a job config validates without torch.
 
+A strategy can also be read from a YAML file (``{file: PATH}``, e.g. the one ``genint strategy
+search`` writes), relative to the working directory like every path of a config.
+"""
+
+from pathlib import Path
 from typing import Literal
 
+import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     NonNegativeFloat,
     PositiveInt,
+    ValidationError,
     model_validator,
 )
 
@@ -25,13 +32,54 @@ PRESETS: dict[str, dict] = {
     # The "GAN augmentation" baseline: plain sampling at truncation 0.2.
     "gan-augmentation": dict(kind="observational", truncation=0.2, seeds_per_class=2000),
 }
+# A strategy file holds a dozen settings; the bound stops reading a huge file put in its place.
+MAX_STRATEGY_FILE_BYTES = 2**16
+
+
+def read_strategy_file(path: Path) -> dict:
+    """The settings in a strategy YAML file, checked as a strategy on their own.
+
+    Raises:
+        ValueError: one line naming the file: missing, not a regular file, too large, not YAML,
+            not a mapping, naming another file, or not a valid strategy.
+    """
+    path = Path(path)
+    if not path.is_file():  # missing, a directory, a FIFO (opening it would wait for a writer)
+        raise ValueError(f"file {path}: {'not found' if not path.exists() else 'not a regular file'}")
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(MAX_STRATEGY_FILE_BYTES + 1)
+        if len(data) > MAX_STRATEGY_FILE_BYTES:
+            raise ValueError(f"file {path}: larger than {MAX_STRATEGY_FILE_BYTES} bytes, so not a strategy file")
+        settings = yaml.safe_load(data.decode("utf-8"))
+    except OSError as error:
+        raise ValueError(f"file {path}: cannot read it ({error.strerror or error})") from None
+    except (UnicodeDecodeError, yaml.YAMLError) as error:
+        problem = getattr(error, "problem", None) or type(error).__name__
+        raise ValueError(f"file {path}: not a YAML strategy ({problem})") from None
+    if not isinstance(settings, dict):
+        raise ValueError(f"file {path}: a strategy file must be a YAML mapping (got {type(settings).__name__})")
+    if "file" in settings:
+        raise ValueError(f"file {path}: names another strategy file; a strategy file holds the settings themselves")
+    try:
+        StrategyConfig.model_validate(settings)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        problem = first["msg"].removeprefix("Value error, ")
+        raise ValueError(f"file {path}: {where + ' ' if where else ''}{problem}") from None
+    return settings
 
 
 class StrategyConfig(BaseModel):
-    """A strategy: a preset name, optionally with fields overridden, or every field spelled out."""
+    """A strategy: a preset name or a strategy file, optionally with fields overridden, or every field spelled out."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    file: Path | None = Field(
+        default=None, exclude=True,
+        description="a strategy YAML file (as `genint strategy search` writes): its settings, then the ones beside `file`",
+    )
     preset: Literal["paper", "none", "weak", "medium", "strong", "gan-augmentation"] | None = None
     kind: Literal["intervention", "observational"] = "intervention"
     truncation: float = Field(default=1.0, gt=0, le=1, description="t: scales the latents and picks BigGAN's batch-norm statistics")
@@ -48,9 +96,11 @@ class StrategyConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _expand_preset(cls, raw):
+    def _expand_file_and_preset(cls, raw):
         if isinstance(raw, str):
             raw = {"preset": raw}
+        if isinstance(raw, dict) and isinstance(raw.get("file"), (str, Path)):
+            raw = {**read_strategy_file(raw["file"]), **raw}
         if isinstance(raw, dict) and raw.get("preset") in PRESETS:
             raw = {**PRESETS[raw["preset"]], **raw}
         return raw
