@@ -26,6 +26,7 @@ from cluster.errors import ClusterError, ConfigError
 from cluster.strategy_search_config import StrategySearchConfig, grid_strategies, search_settings
 from datagen.causal_bound import BoundEstimate, causal_bound
 from datagen.directions import Directions, load_directions
+from datagen.errors import DatagenError
 from datagen.generators.loading import load_generator, pick_device
 from datagen.produce import UnitProducer
 from datagen.strategies import component_ranges
@@ -245,7 +246,10 @@ def search_strategies(job: JobConfig, search: StrategySearchConfig | None = None
     strategies = grid_strategies(job.datagen.strategy, search.grid)
     scorer = BoundScorer(job, search)
     for strategy in strategies:  # missing directions, or too few for a top_k, fail before the first strategy runs
-        component_ranges(strategy, scorer.directions_for(strategy))
+        try:
+            component_ranges(strategy, scorer.directions_for(strategy))
+        except DatagenError as error:
+            raise ClusterError(f"strategy_search.grid, strategy {strategy_label(strategy)}: {error}") from None
     scores = []
     on_progress(0, len(strategies))
     for done, strategy in enumerate(strategies, 1):

@@ -55,11 +55,11 @@ class StrategyGrid(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    truncation: list[Annotated[float, Field(gt=0, le=1)]] | None = Field(default=None, min_length=1, max_length=MAX_GRID_STRATEGIES)
-    top_k: list[Annotated[int, Field(ge=1, le=MAX_DIMENSIONS)]] | None = Field(default=None, min_length=1, max_length=MAX_GRID_STRATEGIES)
-    scale: list[NonNegativeFloat] | None = Field(default=None, min_length=1, max_length=MAX_GRID_STRATEGIES)
+    truncation: list[Annotated[float, Field(gt=0, le=1)]] | None = Field(default=None, max_length=MAX_GRID_STRATEGIES)
+    top_k: list[Annotated[int, Field(ge=1, le=MAX_DIMENSIONS)]] | None = Field(default=None, max_length=MAX_GRID_STRATEGIES)
+    scale: list[NonNegativeFloat] | None = Field(default=None, max_length=MAX_GRID_STRATEGIES)
     offset_range: list[tuple[float, float]] | None = Field(
-        default=None, min_length=1, max_length=MAX_GRID_STRATEGIES, description="fixed offset intervals, instead of scale"
+        default=None, max_length=MAX_GRID_STRATEGIES, description="fixed offset intervals, instead of scale"
     )
 
     @model_validator(mode="after")
@@ -70,6 +70,8 @@ class StrategyGrid(BaseModel):
         if "scale" in listed and "offset_range" in listed:
             raise ValueError("give scale or offset_range, not both (scale multiplies the ranges an offset is drawn from)")
         for axis, values in listed.items():
+            if not values:
+                raise ValueError(f"{axis} lists no values (got []); list one or more, or leave {axis} out")
             if len(set(values)) != len(values):
                 raise ValueError(f"{axis} lists a value twice (got {values})")
         for low, high in self.offset_range or ():

@@ -66,7 +66,7 @@ def read_strategy_file(path: Path) -> dict:
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first["loc"])
-        problem = first["msg"].removeprefix("Value error, ")
+        problem = "is not a known key" if first["type"] == "extra_forbidden" else first["msg"].removeprefix("Value error, ")
         raise ValueError(f"file {path}: {where + ' ' if where else ''}{problem}") from None
     return settings
 

@@ -58,7 +58,7 @@ def job_dict(kind: str, weights: Path, directions: Path, image_size: int, **sear
     return {
         "name": "search", "output_dir": "out", "shards": {"root": "store"},
         "datagen": {"device": "cpu", "generator": {"kind": kind, "weights": str(weights)}, "directions": {"path": str(directions)},
-                    "strategy": BASE_STRATEGY},
+                    "strategy": dict(BASE_STRATEGY)},
         "train": {"model": "small_cnn", "num_classes": CLASSES, "streams": {"original": {"batch_size": 2}},
                   "data": {"crop_size": image_size, "resize_size": image_size}},
         "strategy_search": settings,
