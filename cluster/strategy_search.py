@@ -134,6 +134,8 @@ class BoundScorer:
         self.job, self.search = job, search or search_settings(job)
         datagen = job.datagen
         self.device = pick_device(self.search.device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("strategy_search.device is cuda, but no CUDA device is visible here; use auto or cpu")
         self.extractor = load_feature_extractor(job, self.search, self.device)
         self.generator = load_generator(datagen.generator.kind, datagen.weights_path(job.output_dir), self.device, datagen.generator.precision)
         self._directions: Directions | None = None

@@ -129,3 +129,11 @@ def test_the_experiment_can_pass_its_own_search_settings(cvae_job: Path):
     # exact sum >= its largest term
     nearest = search_strategies(job, settings.model_copy(update={"estimate": "nearest"}))
     assert all(exact.bound.mean >= near.bound.mean for exact, near in zip(result.scores, nearest.scores))
+
+
+def test_real_images_are_limited_per_class_and_to_datagen_classes(cvae_job: Path):
+    job = load_config(cvae_job, ["strategy_search.real_per_class=2", "datagen.classes=[0, 2]"])
+    scorer = BoundScorer(job)
+    assert sorted(scorer.real_labels.tolist()) == [0, 0, 2, 2]
+    assert scorer.classes == [0, 2]
+    assert scorer.score(job.datagen.strategy).bound.queries == 4
