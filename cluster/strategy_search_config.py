@@ -6,6 +6,7 @@ Torch-free, so a job config (and a search's grid) is checked without loading tor
 """
 
 import itertools
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -62,9 +63,13 @@ class StrategyGrid(BaseModel):
         default=None, max_length=MAX_GRID_STRATEGIES, description="fixed offset intervals, instead of scale"
     )
 
+    def listed(self) -> dict[str, list]:
+        """The axes given, in GRID_AXES order, with their values."""
+        return {axis: values for axis in GRID_AXES if (values := getattr(self, axis)) is not None}
+
     @model_validator(mode="after")
     def _a_grid(self) -> "StrategyGrid":
-        listed = {axis: values for axis in GRID_AXES if (values := getattr(self, axis)) is not None}
+        listed = self.listed()
         if not listed:
             raise ValueError(f"lists no values: give at least one of {', '.join(GRID_AXES)}")
         if "scale" in listed and "offset_range" in listed:
@@ -77,16 +82,14 @@ class StrategyGrid(BaseModel):
         for low, high in self.offset_range or ():
             if low > high:
                 raise ValueError(f"offset_range must list [low, high] intervals (got [{low}, {high}])")
-        size = 1
-        for values in listed.values():
-            size *= len(values)
+        size = math.prod(len(values) for values in listed.values())
         if size > MAX_GRID_STRATEGIES:
             raise ValueError(f"has {size} strategies, more than {MAX_GRID_STRATEGIES}; list fewer values")
         return self
 
     def points(self) -> list[dict]:
         """Every combination of the listed values, as strategy fields, in the order listed."""
-        listed = {axis: values for axis in GRID_AXES if (values := getattr(self, axis)) is not None}
+        listed = self.listed()
         return [dict(zip(listed, combination)) for combination in itertools.product(*listed.values())]
 
 
@@ -142,7 +145,7 @@ def grid_strategies(base: StrategyConfig, grid: StrategyGrid | None) -> list[Str
         raise ConfigError("strategy_search.grid is not set: search needs the strategies to compare "
                           "(lists of truncation, top_k, scale or offset_range)")
     if base.kind == "observational":
-        varied = [axis for axis in ("top_k", "scale", "offset_range") if getattr(grid, axis) is not None]
+        varied = [axis for axis in grid.listed() if axis != "truncation"]
         if varied:
             raise ConfigError(f"strategy_search.grid varies {', '.join(varied)}, but datagen.strategy is observational "
                               "(only truncation applies); make datagen.strategy an intervention")
