@@ -30,6 +30,8 @@ from typing import Literal
 import torch
 
 Estimate = Literal["nearest", "sum"]
+# Pairs scored at once (float64: 256 MiB); more real images are scored in chunks of queries.
+_MAX_PAIRS = 2**25
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,12 @@ def query_log_likelihoods(
     """
     if generated_features.shape[0] == 0:
         raise ValueError("no generated features to compare the real images with")
-    pairs = pair_log_likelihoods(query_features, generated_features, temperature)
-    return pairs.max(dim=1).values if estimate == "nearest" else torch.logsumexp(pairs, dim=1)
+    rows = max(1, _MAX_PAIRS // generated_features.shape[0])  # the (rows, M) pair matrix stays bounded
+    scores = []
+    for start in range(0, query_features.shape[0], rows):
+        pairs = pair_log_likelihoods(query_features[start : start + rows], generated_features, temperature)
+        scores.append(pairs.max(dim=1).values if estimate == "nearest" else torch.logsumexp(pairs, dim=1))
+    return torch.cat(scores) if scores else torch.empty(0, dtype=torch.float64)
 
 
 def causal_bound(

@@ -63,6 +63,13 @@ def test_an_exact_duplicate_is_the_best_a_real_image_can_score():
     assert (query_log_likelihoods(real, generated) < -entropy).all()
 
 
+def test_many_real_images_are_scored_in_chunks_with_the_same_result(monkeypatch: pytest.MonkeyPatch):
+    real, generated = torch.randn(10, 4), torch.randn(7, 4)
+    whole = query_log_likelihoods(real, generated, estimate="sum")
+    monkeypatch.setattr("datagen.causal_bound._MAX_PAIRS", 20)  # 2 real images per chunk
+    assert query_log_likelihoods(real, generated, estimate="sum").tolist() == pytest.approx(whole.tolist(), abs=1e-12)
+
+
 def test_a_class_without_generated_images_is_refused():
     with pytest.raises(ValueError, match="class 1 has real images but no generated image"):
         causal_bound(REAL, torch.tensor([0, 1]), GENERATED, torch.tensor([0, 0]))
