@@ -47,8 +47,8 @@ def test_short_experiment_shows_the_confounding_and_new_colours_and_reuses_its_s
     assert original["causal_mean"] < original["confounded_mean"] - 40.0, original
 
     colours = {stream["stream"]: stream for stream in report["streams"]}
-    assert colours["original"]["new_background_share"] == 0.0
-    assert colours["interventional"]["new_background_share"] > 0.1, colours
+    assert colours["original"]["new_share"] == 0.0
+    assert colours["interventional"]["new_share"] > 0.1, colours
 
     markdown = (output / REPORT_MD).read_text()
     assert all(title in markdown for title in ARM_TITLES.values()) and "Verdict" in markdown

@@ -11,10 +11,11 @@ from cluster.config import load_config
 from cluster.errors import ClusterError, ConfigError
 from cluster.run_dirs import claim_run_dir
 from experiments.colored_digits.config import DigitsDataConfig, ExperimentConfig
-from experiments.colored_digits.data import NUM_CLASSES, SPLITS, load_palette, make_splits, write_experiment_data
+from experiments.colored_digits.data import NUM_CLASSES, load_palette, make_splits, split_names, write_experiment_data
 from experiments.colored_digits.painter import digit_strokes, paint
-from experiments.colored_digits.palette import all_colours, background_colours, distance_to_palette, make_palette
-from experiments.colored_digits.report import ArmRun, summarise_arm, verdict
+from experiments.colored_digits.palette import BackgroundColour, all_colours, background_colours, distance_to_palette, make_palette
+from experiments.colored_digits.report import FIDELITY_GOALS, ArmRun, ExperimentReport, markdown, rich_tables, summarise_arm, verdict
+from experiments.harness.fidelity import stream_fidelity
 
 EXPERIMENT_CONFIG = Path(__file__).parent.parent / "configs" / "experiments" / "colored-digits.yaml"
 
@@ -35,7 +36,7 @@ def test_splits_are_disjoint_seeded_and_confounded_only_where_they_should_be():
     labels = labels.numpy()
     palette, splits = make_splits(DigitsDataConfig(), labels)
     train, confounded, causal = splits["train"], splits["test_confounded"], splits["test_causal"]
-    indices = np.concatenate([train.indices, confounded.indices, causal.indices])
+    indices = np.concatenate([train.indices, confounded.indices, causal.indices, splits["validation"].indices])
     assert len(indices) == len(set(indices.tolist())) == len(labels)
     assert sorted(np.concatenate([splits["train_env0"].indices, splits["train_env1"].indices]).tolist()) == sorted(train.indices.tolist())
     for split in (train, confounded):  # the background is one of the class's two colours
@@ -59,7 +60,7 @@ def test_background_is_read_from_the_corners_of_painted_digits():
 
 def test_data_is_written_once_and_another_config_is_refused(tmp_path):
     palette = write_experiment_data(DigitsDataConfig(), tmp_path / "data")
-    assert {path.name for path in (tmp_path / "data").iterdir()} == {*SPLITS, "palette.json"}
+    assert {path.name for path in (tmp_path / "data").iterdir()} == {*split_names(DigitsDataConfig()), "palette.json"}
     assert sum(1 for _ in (tmp_path / "data" / "test_causal").rglob("*.png")) == round(0.2 * 1797)
     assert np.array_equal(load_palette(tmp_path / "data").class_colours, palette.class_colours)
     written = (tmp_path / "data" / "palette.json").stat().st_mtime_ns
@@ -99,3 +100,77 @@ def test_experiment_over_data_of_other_settings_is_one_line_and_keeps_the_data(t
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and "holds data made with other settings" in error
     assert (tmp_path / "run" / "data" / "palette.json").read_bytes() == before
+
+
+def test_validation_and_causal_test_are_drawn_alike_with_disjoint_held_out_colours():
+    _, labels = digit_strokes(8)
+    labels = labels.numpy()
+    palette, splits = make_splits(DigitsDataConfig(), labels)
+    assert len(palette.validation_colours) >= 1 and len(palette.test_colours) >= 1
+    assert not {tuple(colour) for colour in palette.validation_colours.tolist()} & {tuple(colour) for colour in palette.test_colours.tolist()}
+    indices = np.concatenate([splits[name].indices for name in ("train", "test_confounded", "validation", "test_causal")])
+    assert len(indices) == len(set(indices.tolist())) == len(labels)
+    assert len(splits["validation"].indices) == round(0.1 * len(labels))
+    for name, own, other in (("validation", palette.validation_colours, palette.test_colours),
+                             ("test_causal", palette.test_colours, palette.validation_colours)):
+        backgrounds = splits[name].backgrounds
+        allowed = np.concatenate([palette.training_colours, own])
+        assert (distance_to_palette(backgrounds, allowed) == 0).all(), name  # never the other set's held-out colours
+        assert (distance_to_palette(backgrounds, other) > 0).all(), name
+        assert (distance_to_palette(backgrounds, own) == 0).any(), name
+        tied = [any(np.array_equal(background, colour) for colour in palette.class_colours[label])
+                for background, label in zip(backgrounds, labels[splits[name].indices])]
+        assert np.mean(tied) < 0.2, name  # the colour says little about the class
+
+
+def test_reference_variant_ties_one_colour_to_each_class_and_has_no_environments():
+    config = DigitsDataConfig(colours_per_class=1)
+    _, labels = digit_strokes(8)
+    palette, splits = make_splits(config, labels.numpy())
+    assert palette.class_colours.shape == (NUM_CLASSES, 1, 3)
+    assert len(palette.held_out) == len(all_colours()) - NUM_CLASSES
+    assert set(splits) == set(split_names(config)) and not any(name.startswith("train_env") for name in splits)
+    train = splits["train"]
+    assert np.array_equal(train.backgrounds, palette.class_colours[labels.numpy()[train.indices], 0])
+
+
+def test_irm_without_two_colours_per_class_is_one_line():
+    with pytest.raises(ConfigError) as error:
+        load_config(EXPERIMENT_CONFIG, ["data.colours_per_class=1"], model=ExperimentConfig)
+    assert "irm needs data.colours_per_class >= 2" in str(error.value) and "\n" not in str(error.value)
+    experiment = load_config(EXPERIMENT_CONFIG, ["data.colours_per_class=1", "arms=[original,observational,interventional]"], model=ExperimentConfig)
+    assert experiment.data.colours_per_class == 1
+
+
+def test_background_fidelity_of_painted_digits_counts_new_and_other_class_colours():
+    palette = make_palette(NUM_CLASSES, seed=0)
+    strokes, _ = digit_strokes(32, count=60)
+    labels = np.arange(60) % NUM_CLASSES
+    nuisance = BackgroundColour(palette)
+    own = paint(strokes, torch.from_numpy(palette.class_colours[labels, np.arange(60) % 2])).numpy()
+    fidelity = stream_fidelity("observational", own, labels, nuisance, FIDELITY_GOALS["observational"])
+    assert (fidelity.new_share, fidelity.class_match, fidelity.goal_met) == (0.0, 1.0, True)
+    shifted = (labels + 1) % NUM_CLASSES  # every image wears the next class's colour
+    fidelity = stream_fidelity("observational", own, shifted, nuisance, FIDELITY_GOALS["observational"])
+    assert (fidelity.new_share, fidelity.class_match, fidelity.goal_met) == (0.0, 0.0, False)
+    # Blends of two palette colours lie a quarter away from every colour: new backgrounds.
+    blends = paint(strokes, torch.from_numpy(palette.class_colours[labels, 0] * 0.5 + palette.class_colours[labels, 1] * 0.5)).numpy()
+    distance = distance_to_palette(background_colours(blends), palette.training_colours)
+    fidelity = stream_fidelity("interventional", blends, labels, nuisance, FIDELITY_GOALS["interventional"])
+    assert fidelity.new_share == float(np.mean(distance > nuisance.tolerance)) > 0.5 and fidelity.goal_met
+
+
+def test_report_shows_each_streams_fidelity_with_its_goal_before_the_accuracies():
+    palette = make_palette(NUM_CLASSES, seed=0)
+    strokes, _ = digit_strokes(32, count=20)
+    labels = np.arange(20) % NUM_CLASSES
+    images = paint(strokes, torch.from_numpy(palette.class_colours[labels, 0])).numpy()
+    nuisance = BackgroundColour(palette)
+    streams = [stream_fidelity(stream, images, labels, nuisance, FIDELITY_GOALS.get(stream)) for stream in ("original", "observational", "interventional")]
+    arms = [summarise_arm("original", [_run("original", 0, 99.0, 9.0)])]
+    report = ExperimentReport(name="x", colours_per_class=2, nuisance=nuisance.name, streams=streams, arms=arms, verdict="v", samples_png="s.png")
+    text = markdown(report)
+    assert "| observational | 20 | 0.0 % | 100.0 % | <= 5 % new, >= 90 % class match | yes |" in text
+    assert "| interventional | 20 | 0.0 % | 100.0 % | >= 50 % new | NO |" in text
+    assert text.index("new background colours") < text.index("confounded test %")
+    assert [table.title for table in rich_tables(report)] == ["Generator fidelity", "Colored Digits (Table 5)"]

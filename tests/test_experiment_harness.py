@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -17,6 +18,7 @@ from cluster.config import JobConfig, config_hash
 from cluster.errors import ClusterError, ConfigError
 from cluster.run_dirs import MARKER_FILE, claim_run_dir
 from experiments.harness.arms import EXPERIMENT_CONFIG_FILE, RESULT_FILE, arm_dir, run_arm, start_run_dir
+from experiments.harness.fidelity import FidelityGoal, fidelity_rows, new_and_matching, stream_fidelity
 from experiments.harness.report import (
     REPORT_JSON,
     REPORT_MD,
@@ -153,3 +155,42 @@ def test_samples_grid_shows_each_streams_first_images_of_every_class_in_columns(
         # the first image of column 1 (class 1) is white, of column 0 (class 0) black
         assert pixels.getpixel((2 * (2 + 10 + 4), 14 + 2 * (2 + 4))) == (255, 255, 255)
         assert pixels.getpixel((2 * (2 + 4), 14 + 2 * (2 + 4))) == (0, 0, 0)
+
+
+def test_new_and_matching_readings_against_each_classs_training_values():
+    class_values = [np.array([[0.0, 0.0], [1.0, 1.0]]), np.array([[0.0, 1.0]])]
+    readings = np.array([[0.05, 0.0], [0.0, 0.9], [0.5, 0.5], [0.9, 0.95], [0.0, 0.5]])
+    labels = np.array([0, 0, 1, 0, 1])
+    new, matching = new_and_matching(readings, labels, class_values, tolerance=0.15)
+    # (0.5, 0.5) is 0.5 from every value; (0, 0.5) is 0.5 from class 0's (0, 0) and class 1's (0, 1): a tie matches.
+    assert new.tolist() == [False, False, True, False, True]
+    assert matching.tolist() == [True, False, True, True, True]
+
+
+@dataclass(frozen=True)
+class FirstPixel:
+    """A toy nuisance: the colour of the top-left pixel; class c trains on grey level c / 2."""
+
+    name: str = "first pixel"
+    tolerance: float = 0.1
+
+    def read(self, images):
+        return images[:, :, 0, 0]
+
+    def training_values(self):
+        return [np.full((1, 3), level) for level in (0.0, 0.5, 1.0)]
+
+
+def test_stream_fidelity_checks_its_goal_and_a_stream_without_one_has_none():
+    images = np.zeros((4, 3, 2, 2))
+    images[:, :, 0, 0] = np.array([0.0, 0.5, 1.0, 0.25])[:, None]
+    labels = np.array([0, 1, 1, 2])
+    goal = FidelityGoal(max_new_share=0.05, min_class_match=0.9)
+    fidelity = stream_fidelity("observational", images, labels, FirstPixel(), goal)
+    assert (fidelity.images, fidelity.new_share, fidelity.class_match) == (4, 0.25, 0.5)
+    assert fidelity.goal == "<= 5 % new, >= 90 % class match" and fidelity.goal_met is False
+    assert FidelityGoal(min_new_share=0.25).met(0.25, 0.0) and not FidelityGoal(min_new_share=0.26).met(0.25, 1.0)
+    plain = stream_fidelity("original", images[:3], np.array([0, 1, 2]), FirstPixel(), None)
+    assert (plain.new_share, plain.class_match, plain.goal, plain.goal_met) == (0.0, 1.0, "", None)
+    assert fidelity_rows([fidelity, plain]) == [["observational", "4", "25.0 %", "50.0 %", "<= 5 % new, >= 90 % class match", "NO"],
+                                                ["original", "3", "0.0 %", "100.0 %", "-", "-"]]

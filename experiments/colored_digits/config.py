@@ -17,13 +17,15 @@ from trainers.limits import MAX_SEED as MAX_TRAIN_SEED
 # The 1,797 digits are held in memory at this side: 256 px is already ~1 GB of float pixels.
 MAX_DIGITS_IMAGE_SIZE_PX = 256
 MAX_SEEDS_PER_ARM = 100
+# 10 classes x 2 colours leave 3 of the palette's 23 to hold out, one at least for validation and the test each.
+MAX_COLOURS_PER_CLASS = 2
 
 ArmName = Literal["original", "observational", "interventional", "irm"]
 ARMS: tuple[ArmName, ...] = ("original", "observational", "interventional", "irm")
 
 
 class DigitsDataConfig(BaseModel):
-    """How the 1,797 digits become a confounded training set and two test sets."""
+    """How the 1,797 digits become a confounded training set, a validation set and two test sets."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
@@ -31,6 +33,17 @@ class DigitsDataConfig(BaseModel):
     image_size: PositiveInt = Field(default=32, le=MAX_DIGITS_IMAGE_SIZE_PX, description="side of the RGB images, px (upsampled from 8x8)")
     confounded_test_fraction: float = Field(default=0.2, gt=0, lt=0.5, description="share of the digits in the confounded test set")
     causal_test_fraction: float = Field(default=0.2, gt=0, lt=0.5, description="share of the digits in the causal test set")
+    validation_fraction: float = Field(default=0.1, gt=0, lt=0.5, description="share of the digits in the validation set, drawn like the causal test")
+    colours_per_class: int = Field(default=2, ge=1, le=MAX_COLOURS_PER_CLASS, description=(
+        "background colours tied to each class in training: 2 as the paper's text says, 1 as the authors' code runs"))
+
+    @model_validator(mode="after")
+    def _training_digits_remain(self) -> "DigitsDataConfig":
+        held_out = self.confounded_test_fraction + self.causal_test_fraction + self.validation_fraction
+        if held_out >= 0.9:
+            raise ValueError("held-out fractions (confounded_test_fraction + causal_test_fraction + validation_fraction) "
+                             f"must sum to < 0.9, leaving digits to train on (got {held_out:.2f})")
+        return self
 
 
 class ExperimentConfig(BaseModel):
@@ -70,6 +83,9 @@ class ExperimentConfig(BaseModel):
             raise ValueError(f"interventional.kind must be intervention (got {self.interventional.kind})")
         if self.irm.name != "irm":
             raise ValueError(f"irm.name must be irm (got {self.irm.name})")
+        if "irm" in self.arms and self.data.colours_per_class < 2:
+            raise ValueError("arms: irm needs data.colours_per_class >= 2, since its environments are a class's colours "
+                             f"(got {self.data.colours_per_class}); leave irm out of arms")
         if self.train.num_classes != 10:
             raise ValueError(f"train.num_classes must be 10, the digits' classes (got {self.train.num_classes})")
         return self

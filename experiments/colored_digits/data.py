@@ -1,9 +1,11 @@
-"""The experiment's images: a confounded training set, a confounded test set and a causal test set.
+"""The experiment's images: a confounded training set and test set, a validation set and a causal test set.
 
-In training and in the confounded test, class c's background is one of its two colours (the
-colour's index is the image's environment, which IRM uses). In the causal test the background is
-drawn from every colour, held-out ones included, independently of the class. Each split is an
-ImageFolder of PNGs, written once (to a temporary directory, then renamed) and reused after.
+In training and in the confounded test, class c's background is one of its colours (the colour's
+index is the image's environment, which IRM uses). In the validation set and the causal test the
+background is drawn independently of the class, from the training colours and that set's own
+held-out colours (validation and test hold out different ones). Settings chosen by a score are
+chosen on validation; the causal test is only reported. Each split is an ImageFolder of PNGs,
+written once (to a temporary directory, then renamed) and reused after.
 """
 
 import json
@@ -18,12 +20,22 @@ from PIL import Image
 from cluster.errors import ClusterError
 from experiments.colored_digits.config import DigitsDataConfig
 from experiments.colored_digits.painter import digit_strokes, paint
-from experiments.colored_digits.palette import COLOURS_PER_CLASS, Palette, make_palette
+from experiments.colored_digits.palette import Palette, make_palette
 
 NUM_CLASSES = 10
 PALETTE_FILE = "palette.json"
-# Training images are also written per environment: IRM reads one stream per environment.
-SPLITS = ("train", "test_confounded", "test_causal", *(f"train_env{environment}" for environment in range(COLOURS_PER_CLASS)))
+BASE_SPLITS = ("train", "test_confounded", "validation", "test_causal")
+
+
+def environment_splits(config: DigitsDataConfig) -> tuple[str, ...]:
+    """The training set per colour environment, which IRM reads one stream each of (none with one colour per class)."""
+    count = config.colours_per_class
+    return tuple(f"train_env{environment}" for environment in range(count)) if count > 1 else ()
+
+
+def split_names(config: DigitsDataConfig) -> tuple[str, ...]:
+    """Every split the config writes."""
+    return (*BASE_SPLITS, *environment_splits(config))
 
 
 @dataclass(frozen=True)
@@ -32,32 +44,36 @@ class Split:
 
     indices: np.ndarray
     backgrounds: np.ndarray  # (N, 3)
-    environments: np.ndarray | None  # (N,) colour index within the class; None for the causal test
+    environments: np.ndarray | None  # (N,) colour index within the class; None where the colour is not tied
 
 
 def _tied(indices: np.ndarray, labels: np.ndarray, palette: Palette, rng: np.random.Generator) -> Split:
-    environments = rng.integers(COLOURS_PER_CLASS, size=len(indices))
+    environments = rng.integers(palette.colours_per_class, size=len(indices))
     return Split(indices, palette.class_colours[labels[indices], environments], environments)
 
 
+def _untied(indices: np.ndarray, colours: np.ndarray, rng: np.random.Generator) -> Split:
+    return Split(indices, colours[rng.integers(len(colours), size=len(indices))], None)
+
+
 def make_splits(config: DigitsDataConfig, labels: np.ndarray) -> tuple[Palette, dict[str, Split]]:
-    """The palette and the three splits, a function of ``config.seed`` alone."""
+    """The palette and every split of ``split_names(config)``, a function of ``config`` alone."""
     rng = np.random.default_rng(config.seed)
-    palette = make_palette(NUM_CLASSES, config.seed)
+    palette = make_palette(NUM_CLASSES, config.seed, config.colours_per_class)
     order = rng.permutation(len(labels))
-    confounded = round(config.confounded_test_fraction * len(labels))
-    causal = round(config.causal_test_fraction * len(labels))
-    causal_indices, confounded_indices, train_indices = np.split(order, [causal, causal + confounded])
-    every = palette.every_colour
+    sizes = [round(fraction * len(labels)) for fraction in (config.causal_test_fraction, config.confounded_test_fraction, config.validation_fraction)]
+    causal_indices, confounded_indices, validation_indices, train_indices = np.split(order, np.cumsum(sizes))
+    training = palette.training_colours
     splits = {
         "train": _tied(train_indices, labels, palette, rng),
         "test_confounded": _tied(confounded_indices, labels, palette, rng),
-        "test_causal": Split(causal_indices, every[rng.integers(len(every), size=len(causal_indices))], None),
+        "test_causal": _untied(causal_indices, np.concatenate([training, palette.test_colours]), rng),
+        "validation": _untied(validation_indices, np.concatenate([training, palette.validation_colours]), rng),
     }
     train = splits["train"]
-    for environment in range(COLOURS_PER_CLASS):
+    for environment, name in enumerate(environment_splits(config)):
         chosen = train.environments == environment
-        splits[f"train_env{environment}"] = Split(train.indices[chosen], train.backgrounds[chosen], train.environments[chosen])
+        splits[name] = Split(train.indices[chosen], train.backgrounds[chosen], train.environments[chosen])
     return palette, splits
 
 
@@ -98,5 +114,4 @@ def write_experiment_data(config: DigitsDataConfig, destination: Path) -> Palett
 
 def load_palette(destination: Path) -> Palette:
     """The palette that ``write_experiment_data`` recorded."""
-    record = json.loads((Path(destination) / PALETTE_FILE).read_text())
-    return Palette(np.array(record["class_colours"], dtype=np.float32), np.array(record["held_out"], dtype=np.float32))
+    return Palette.from_json(json.loads((Path(destination) / PALETTE_FILE).read_text()))

@@ -9,7 +9,7 @@ from pathlib import Path
 from cluster.config import JobConfig
 from datagen.config import DatagenConfig, GeneratorConfig
 from experiments.colored_digits.config import ArmName, ExperimentConfig
-from experiments.colored_digits.data import SPLITS
+from experiments.colored_digits.data import environment_splits, split_names
 from experiments.harness.arms import arm_dir
 from shards.config import PrepareConfig, ShardStoreConfig
 from trainers.config import ObjectiveConfig, StreamConfig
@@ -18,6 +18,9 @@ from trainers.config import ObjectiveConfig, StreamConfig
 ORIGINAL_STREAM = "original"
 GENERATED_STREAMS: tuple[ArmName, ...] = ("observational", "interventional")
 TEST_STREAMS = ("test_confounded", "test_causal")
+# Drawn like the causal test with its own held-out colours: what settings are chosen on (e.g. the
+# held-out real images of the causal bound), never the causal test.
+VALIDATION_STREAM = "validation"
 # Small shards: the streams hold a few thousand 32 px images.
 MAX_SAMPLES_PER_SHARD = 256
 
@@ -41,7 +44,7 @@ def data_job(experiment: ExperimentConfig, stream: ArmName = "interventional") -
     """
     prepare = {
         stream_of_split(split): PrepareConfig(source=data_dir(experiment) / split, seed=experiment.data.seed, unit_size=500)
-        for split in SPLITS
+        for split in split_names(experiment.data)
     }
     return JobConfig(
         name=f"{experiment.name}-data",
@@ -66,7 +69,7 @@ def arm_streams(experiment: ExperimentConfig, arm: ArmName) -> dict[str, StreamC
     """What the arm's classifier reads each step; the generative arms see generated data only, as in the paper."""
     if arm == "irm":
         half = max(1, experiment.batch_size // 2)
-        return {stream_of_split(split): StreamConfig(batch_size=half) for split in SPLITS if split.startswith("train_env")}
+        return {stream_of_split(split): StreamConfig(batch_size=half) for split in environment_splits(experiment.data)}
     return {stream_of_split("train") if arm == "original" else arm: StreamConfig(batch_size=experiment.batch_size)}
 
 

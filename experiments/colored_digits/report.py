@@ -1,17 +1,17 @@
-"""The experiment's report: accuracy per arm beside the paper's Table 5, new background colours in each
-stream's images, and a PNG grid of samples, written as Markdown, JSON and PNG."""
+"""The experiment's report: the generated streams' fidelity against its goals, accuracy per arm beside
+the paper's Table 5, and a PNG grid of samples, written as Markdown, JSON and PNG."""
 
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from pydantic import BaseModel
 from rich.table import Table
 
 from datagen.generators.cvae_training import load_stream_images
 from experiments.colored_digits.config import ArmName, ExperimentConfig
 from experiments.colored_digits.jobs import GENERATED_STREAMS, ORIGINAL_STREAM
-from experiments.colored_digits.palette import Palette, background_colours, distance_to_palette
+from experiments.colored_digits.palette import BackgroundColour, Palette
+from experiments.harness.fidelity import FidelityGoal, StreamFidelity, fidelity_header, fidelity_rows, stream_fidelity
 from experiments.harness.report import markdown_table, mean_and_std, plus_minus, rich_table, samples_grid
 
 SAMPLES_PNG = "samples.png"
@@ -28,9 +28,12 @@ ARM_TITLES = {
     "observational": "observational CVAE",
     "interventional": "interventional CVAE",
 }
-# A background further than this (largest channel difference) from every training colour is new;
-# the palette's levels are 0.5 apart, PNG rounding moves a colour by under 0.01.
-NEW_COLOUR_TOLERANCE = 0.15
+# The issue's goals for the generated streams: the observational CVAE keeps the training joint (the
+# paper's "no new color emerges", Fig. 9); the interventions make new backgrounds (Fig. 10).
+FIDELITY_GOALS = {
+    "observational": FidelityGoal(max_new_share=0.05, min_class_match=0.90),
+    "interventional": FidelityGoal(min_new_share=0.50),
+}
 SAMPLES_PER_CLASS_IN_GRID = 2
 
 
@@ -61,19 +64,12 @@ class ArmSummary(BaseModel):
     paper_causal: float
 
 
-class StreamColours(BaseModel):
-    """How many of a stream's images have a background no training image has."""
-
-    stream: str
-    images: int
-    new_background_share: float
-    held_out_background_share: float  # within tolerance of a colour held out of training
-
-
 class ExperimentReport(BaseModel):
     name: str
+    colours_per_class: int
+    nuisance: str
+    streams: list[StreamFidelity]  # the original stream first, as the reference (no goal)
     arms: list[ArmSummary]
-    streams: list[StreamColours]
     verdict: str
     samples_png: str
 
@@ -88,14 +84,6 @@ def summarise_arm(arm: str, runs: list[ArmRun]) -> ArmSummary:
         confounded_mean=confounded_mean, confounded_std=confounded_std, causal_mean=causal_mean, causal_std=causal_std,
         paper_confounded=paper[0], paper_causal=paper[1],
     )
-
-
-def stream_colours(stream: str, images: torch.Tensor, palette: Palette) -> StreamColours:
-    backgrounds = background_colours(images.numpy())
-    new = distance_to_palette(backgrounds, palette.training_colours) > NEW_COLOUR_TOLERANCE
-    held_out = distance_to_palette(backgrounds, palette.held_out) <= NEW_COLOUR_TOLERANCE
-    return StreamColours(stream=stream, images=len(images), new_background_share=float(new.mean()),
-                         held_out_background_share=float(held_out.mean()))
 
 
 def verdict(arms: list[ArmSummary]) -> str:
@@ -116,8 +104,11 @@ def build_report(experiment: ExperimentConfig, palette: Palette, runs: list[ArmR
     images = {stream: load_stream_images(experiment.store_dir / stream, size) for stream in (ORIGINAL_STREAM, *GENERATED_STREAMS)}
     destination = experiment.output_dir / SAMPLES_PNG
     samples_grid(images, destination, classes=experiment.train.num_classes, rows_per_class=SAMPLES_PER_CLASS_IN_GRID)
-    streams = [stream_colours(stream, pixels, palette) for stream, (pixels, _) in images.items()]
-    return ExperimentReport(name=experiment.name, arms=arms, streams=streams, verdict=verdict(arms), samples_png=str(destination))
+    nuisance = BackgroundColour(palette)
+    streams = [stream_fidelity(stream, pixels.numpy(), labels.numpy(), nuisance, FIDELITY_GOALS.get(stream))
+               for stream, (pixels, labels) in images.items()]
+    return ExperimentReport(name=experiment.name, colours_per_class=palette.colours_per_class, nuisance=nuisance.name,
+                            streams=streams, arms=arms, verdict=verdict(arms), samples_png=str(destination))
 
 
 def _arm_rows(report: ExperimentReport) -> list[list[str]]:
@@ -129,24 +120,22 @@ def _arm_rows(report: ExperimentReport) -> list[list[str]]:
 
 
 ARM_HEADER = ["arm", "confounded test %", "causal test %", "seeds", "paper confounded %", "paper causal %"]
-STREAM_HEADER = ["stream", "images", "new backgrounds", "held-out colours"]
-
-
-def _stream_rows(report: ExperimentReport) -> list[list[str]]:
-    return [[stream.stream, str(stream.images), f"{100 * stream.new_background_share:.1f} %", f"{100 * stream.held_out_background_share:.1f} %"]
-            for stream in report.streams]
 
 
 def markdown(report: ExperimentReport) -> str:
-    lines = [f"# Colored Digits: {report.name}", "", "Accuracy, mean ± sample std over classifier seeds, beside the paper's Table 5 (Colored MNIST).", ""]
+    lines = [f"# Colored Digits: {report.name}", "",
+             f"{report.colours_per_class} background colour(s) per class in training. Generator fidelity, on generated "
+             f"images only: the share with a {report.nuisance} no training image has (corner pixels further than "
+             f"{BackgroundColour.tolerance} from every training colour), and the share of class-c images whose "
+             "background is nearest one of class c's training colours.", ""]
+    lines += markdown_table(fidelity_header(report.nuisance), fidelity_rows(report.streams))
+    lines += ["", "Accuracy, mean ± sample std over classifier seeds, beside the paper's Table 5 (Colored MNIST). "
+              "Nothing was chosen on the causal test.", ""]
     lines += markdown_table(ARM_HEADER, _arm_rows(report))
-    lines += ["", f"**Verdict:** {report.verdict}.", "", "Backgrounds in each stream's images that no training image has "
-              f"(corner pixels further than {NEW_COLOUR_TOLERANCE} from every training colour):", ""]
-    lines += markdown_table(STREAM_HEADER, _stream_rows(report))
-    lines += ["", f"![samples]({Path(report.samples_png).name})", ""]
+    lines += ["", f"**Verdict:** {report.verdict}.", "", f"![samples]({Path(report.samples_png).name})", ""]
     return "\n".join(lines)
 
 
 def rich_tables(report: ExperimentReport) -> list[Table]:
-    return [rich_table("Colored Digits (Table 5)", ARM_HEADER, _arm_rows(report)),
-            rich_table("New background colours", STREAM_HEADER, _stream_rows(report))]
+    return [rich_table("Generator fidelity", fidelity_header(report.nuisance), fidelity_rows(report.streams)),
+            rich_table("Colored Digits (Table 5)", ARM_HEADER, _arm_rows(report))]
