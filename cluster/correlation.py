@@ -13,6 +13,8 @@ generator's directions move.
 
 import json
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from rich.table import Table
 from cluster.config import JobConfig
 from cluster.correlation_config import CorrelationConfig, NuisanceClassifierConfig
 from cluster.errors import ClusterError, ConfigError
-from cluster.nuisance_regressor import RegressorFit, intervention_targets, torch_threads, train_nuisance_regressor
+from cluster.nuisance_regressor import RegressorFit, intervention_targets, train_nuisance_regressor
 from shards.errors import ShardError
 from shards.files import write_durably
 from shards.images import StreamSamples, read_stream_samples
@@ -74,13 +76,17 @@ class StreamCorrelation:
 
 @dataclass(frozen=True)
 class CorrelationResult:
+    """The regressor's fit, each analysed stream's scores, and the settings that made them."""
+
     regressor: RegressorFit
     streams: list[StreamCorrelation]
     evaluation_stream: str | None
+    config: dict
 
     def to_dict(self) -> dict:
         return {"regressor": self.regressor.to_dict(), "evaluation_stream": self.evaluation_stream,
-                "streams": {entry.stream: entry.to_dict() for entry in self.streams}, "paper": PAPER_FIGURE_3}
+                "streams": {entry.stream: entry.to_dict() for entry in self.streams}, "paper": PAPER_FIGURE_3,
+                "config": self.config}
 
 
 def _check_streams(store_dir: Path, config: CorrelationConfig) -> None:
@@ -104,7 +110,8 @@ def _stratified_split(labels: np.ndarray, fraction: float, seed: int, stream: st
 
     classes = np.unique(labels)
     if len(classes) < 2:
-        raise ClusterError(f"correlation: stream {stream!r} holds {len(classes)} class; predicting its label needs at least 2")
+        raise ClusterError(f"correlation: stream {stream!r} holds samples of {len(classes)} classes; "
+                           "predicting its label needs at least 2")
     try:
         return train_test_split(np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed)
     except ValueError as error:
@@ -134,6 +141,48 @@ def _score(classifier, nuisances: np.ndarray, labels: np.ndarray) -> HeldOutScor
                         majority_accuracy=float(counts.max() / len(labels)))
 
 
+def _stream_correlation(stream: str, samples: dict[str, StreamSamples], nuisances: dict[str, np.ndarray],
+                        splits: dict[str, tuple[np.ndarray, np.ndarray]], config: CorrelationConfig) -> StreamCorrelation:
+    """Fit the stream's MLP on its fitting share; score its held-out share (and the evaluation stream's)."""
+    labels, (fit_rows, held_rows) = samples[stream].labels, splits[stream]
+    classifier = _fit_classifier(nuisances[stream][fit_rows], labels[fit_rows], config.classifier, config.seed)
+    evaluation = None
+    if config.evaluation_stream is not None:
+        rows = splits[config.evaluation_stream][1]
+        evaluation = _score(classifier, nuisances[config.evaluation_stream][rows], samples[config.evaluation_stream].labels[rows])
+    return StreamCorrelation(stream, len(labels), len(fit_rows), _score(classifier, nuisances[stream][held_rows], labels[held_rows]),
+                             evaluation)
+
+
+def _regressor_device(name: str):
+    """``correlation.device`` as a torch device; CUDA only where this process sees it."""
+    import torch
+
+    from datagen.generators.loading import pick_device
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("correlation.device: cuda, but no CUDA device is visible here (use auto or cpu)")
+    return pick_device(name)
+
+
+@contextmanager
+def _cpu_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``threads`` torch and BLAS threads (None: as they are), then restore torch's."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    if threads is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with threadpool_limits(threads):
+            yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def correlation_analysis(store_dir: Path, config: CorrelationConfig) -> CorrelationResult:
     """Measure each configured stream's nuisance -> label correlation as a multiple of chance.
 
@@ -150,34 +199,24 @@ def correlation_analysis(store_dir: Path, config: CorrelationConfig) -> Correlat
         ClusterError: a stream too small to split by class, a malformed provenance record.
         ShardError: a damaged shard or undecodable sample.
     """
-    from datagen.generators.loading import pick_device
-
     _check_streams(store_dir, config)
-    needed = dict.fromkeys([config.regressor_stream, *config.streams, *([config.evaluation_stream] if config.evaluation_stream else [])])
-    samples: dict[str, StreamSamples] = {stream: read_stream_samples(Path(store_dir) / stream, config.image_size) for stream in needed}
+    device = _regressor_device(config.device)
+    scored = [*config.streams, *([config.evaluation_stream] if config.evaluation_stream else [])]
+    samples: dict[str, StreamSamples] = {stream: read_stream_samples(Path(store_dir) / stream, config.image_size)
+                                         for stream in dict.fromkeys([config.regressor_stream, *scored])}
     teacher = samples[config.regressor_stream]
     targets = intervention_targets(teacher.provenance, teacher.keys, config.regressor_stream)
     if not targets.recorded.any():
         raise ConfigError(f"correlation.regressor_stream: stream {config.regressor_stream!r} records no intervention offsets "
                           "(observational or real samples); name a stream generated with an intervention strategy")
-    device = pick_device(config.device)
-    with torch_threads(config.regressor.cpu_threads, device):
+    # Split first: a stream too small to split by class fails before the regressor trains.
+    splits = {stream: _stratified_split(samples[stream].labels, config.validation_fraction, config.seed, stream) for stream in scored}
+    with _cpu_threads(config.cpu_threads):
         regressor, fit = train_nuisance_regressor(teacher.images, targets, config.regressor_stream, config.regressor,
                                                   config.seed, device)
-        nuisances = {stream: regressor.predict(stream_samples.images) for stream, stream_samples in samples.items()}
-    splits = {stream: _stratified_split(samples[stream].labels, config.validation_fraction, config.seed, stream)
-              for stream in needed if stream in config.streams or stream == config.evaluation_stream}
-    results = []
-    for stream in config.streams:
-        labels, fit_rows, held_rows = samples[stream].labels, *splits[stream]
-        classifier = _fit_classifier(nuisances[stream][fit_rows], labels[fit_rows], config.classifier, config.seed)
-        evaluation = None
-        if config.evaluation_stream is not None:
-            rows = splits[config.evaluation_stream][1]
-            evaluation = _score(classifier, nuisances[config.evaluation_stream][rows], samples[config.evaluation_stream].labels[rows])
-        results.append(StreamCorrelation(stream, len(labels), len(fit_rows),
-                                         _score(classifier, nuisances[stream][held_rows], labels[held_rows]), evaluation))
-    return CorrelationResult(fit, results, config.evaluation_stream)
+        nuisances = {stream: regressor.predict(samples[stream].images) for stream in scored}
+        results = [_stream_correlation(stream, samples, nuisances, splits, config) for stream in config.streams]
+    return CorrelationResult(fit, results, config.evaluation_stream, config.model_dump(mode="json"))
 
 
 def correlation_output(job: JobConfig) -> Path:

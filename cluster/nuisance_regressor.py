@@ -8,8 +8,6 @@ it then predicts a value for every component, the image's nuisances.
 """
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -120,20 +118,6 @@ class NuisanceCnn(nn.Module):
 def build_regressor(model: str, outputs: int) -> nn.Module:
     """The regressor network: ``nuisance_cnn`` or one of trainers' classifiers, ``outputs`` wide."""
     return NuisanceCnn(outputs) if model == "nuisance_cnn" else build_model(model, outputs)
-
-
-@contextmanager
-def torch_threads(threads: int | None, device: torch.device) -> Iterator[None]:
-    """Run the block with ``threads`` torch threads on CPU (None or a GPU: as they are), then restore them."""
-    if threads is None or device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class NuisanceRegressor:

@@ -20,7 +20,8 @@ from PIL import Image
 from cluster.cli import main
 from cluster.correlation import correlation_analysis
 from cluster.correlation_config import CorrelationConfig
-from cluster.errors import ConfigError
+from cluster.errors import ClusterError, ConfigError
+from cluster.nuisance_regressor import intervention_targets
 from shards.writer import ShardWriter
 from tests.bad_input_helpers import BadInput, check_bad_input, table
 
@@ -114,6 +115,23 @@ def test_a_regressor_stream_without_offsets_is_refused_before_training(tmp_path)
     store = _store(tmp_path, {"confounded": 40})
     with pytest.raises(ConfigError, match="correlation.regressor_stream: stream 'confounded' records no intervention offsets"):
         correlation_analysis(store, CorrelationConfig(regressor_stream="confounded", streams=["confounded"]))
+
+
+def test_targets_hold_each_samples_recorded_offsets_and_nothing_else():
+    records = [{"components": [1], "offsets": [-2.5]}, {"class": 3}, {"components": [0], "offsets": [4]}]
+    targets = intervention_targets(records, ["a", "b", "c"], "interventional")
+    assert targets.offsets.tolist() == [[0, -2.5], [0, 0], [4, 0]]
+    assert targets.recorded.tolist() == [[False, True], [False, False], [True, False]]
+
+
+@pytest.mark.parametrize("record, problem", [
+    ({"components": [0], "offsets": ["big"]}, "an offset must be a finite number"),
+    ({"components": [0.5], "offsets": [1.0]}, "a component must be a whole number"),
+    ({"components": [0, 1], "offsets": [1.0]}, "components and offsets must be lists of one length"),
+])
+def test_a_malformed_provenance_record_is_named(record, problem):
+    with pytest.raises(ClusterError, match=f"stream interventional: sample k1: {problem}"):
+        intervention_targets([{"components": [0], "offsets": [1.0]}, record], ["k0", "k1"], "interventional")
 
 
 def _job_with_store(**correlation):
