@@ -116,7 +116,7 @@ def _stratified_split(labels: np.ndarray, fraction: float, seed: int, stream: st
         return train_test_split(np.arange(len(labels)), test_size=fraction, stratify=labels, random_state=seed)
     except ValueError as error:
         raise ClusterError(f"correlation: stream {stream!r} ({len(labels)} samples, {len(classes)} classes) cannot be split "
-                           f"by class with correlation.validation_fraction={fraction} ({error})") from None
+                           f"by class with correlation.held_out_fraction={fraction} ({error})") from None
 
 
 def _fit_classifier(nuisances: np.ndarray, labels: np.ndarray, config: NuisanceClassifierConfig, seed: int):
@@ -210,7 +210,7 @@ def correlation_analysis(store_dir: Path, config: CorrelationConfig) -> Correlat
         raise ConfigError(f"correlation.regressor_stream: stream {config.regressor_stream!r} records no intervention offsets "
                           "(observational or real samples); name a stream generated with an intervention strategy")
     # Split first: a stream too small to split by class fails before the regressor trains.
-    splits = {stream: _stratified_split(samples[stream].labels, config.validation_fraction, config.seed, stream) for stream in scored}
+    splits = {stream: _stratified_split(samples[stream].labels, config.held_out_fraction, config.seed, stream) for stream in scored}
     with _cpu_threads(config.cpu_threads):
         regressor, fit = train_nuisance_regressor(teacher.images, targets, config.regressor_stream, config.regressor,
                                                   config.seed, device)
@@ -235,7 +235,7 @@ def correlation_table(result: CorrelationResult) -> Table:
     fit = result.regressor
     table = Table(title="correlation of the predicted nuisances with the label (multiple of chance, held-out share)",
                   caption=f"regressor {fit.model} on {fit.stream}: {fit.components} components, L1 train {fit.train_l1:.3f}, "
-                          f"held-out {fit.validation_l1:.3f} (median guess {fit.constant_l1:.3f}). {PAPER_FIGURE_3}")
+                          f"held-out {fit.held_out_l1:.3f} (median guess {fit.constant_l1:.3f}). {PAPER_FIGURE_3}")
     columns = ["stream", "samples", "held out", "classes", "accuracy", "chance", "x chance"]
     if result.evaluation_stream is not None:
         columns.append(f"x chance on {result.evaluation_stream}")

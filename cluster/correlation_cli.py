@@ -10,11 +10,15 @@ from cluster.progress import console
 def _analyse_correlation(args: argparse.Namespace) -> int:
     from cluster.config import load_config
     from cluster.correlation import correlation_analysis, correlation_output, correlation_table, write_correlation
+    from cluster.errors import ConfigError
     from cluster.run_dirs import check_output_dir
 
     job = load_config(args.config, args.overrides)
     destination = correlation_output(job)
-    check_output_dir(destination.parent, "correlation.output's directory")  # before minutes of training
+    # Checked before the regressor trains, so a bad destination costs nothing.
+    if destination.is_dir():
+        raise ConfigError(f"correlation.output {destination}: is a directory; name the JSON file to write")
+    check_output_dir(destination.parent, "correlation.output's directory")
     result = correlation_analysis(job.store_dir, job.correlation)
     console.print(correlation_table(result))
     write_correlation(result, destination)

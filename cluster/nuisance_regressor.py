@@ -79,9 +79,9 @@ class RegressorFit:
     model: str
     components: int
     train_samples: int
-    validation_samples: int
+    held_out_samples: int
     train_l1: float
-    validation_l1: float
+    held_out_l1: float
     constant_l1: float
 
     def to_dict(self) -> dict:
@@ -145,9 +145,9 @@ class NuisanceRegressor:
         return torch.cat(parts).cpu().numpy() if parts else np.zeros((0, len(self.offset_scale)), np.float32)
 
 
-def _split(count: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def _split(count: int, held_out_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     order = np.random.default_rng(seed).permutation(count)
-    held_out = min(count - 1, max(1, round(validation_fraction * count)))
+    held_out = min(count - 1, max(1, round(held_out_fraction * count)))
     return order[held_out:], order[:held_out]
 
 
@@ -176,7 +176,7 @@ def train_nuisance_regressor(images: np.ndarray, targets: InterventionTargets, s
     if len(edited) < 2:
         raise ClusterError(f"correlation.regressor_stream: stream {stream!r} has {len(edited)} samples with intervention "
                            "offsets; the regressor needs at least 2")
-    train_rows, validation_rows = (edited[part] for part in _split(len(edited), config.validation_fraction, seed))
+    train_rows, held_out_rows = (edited[part] for part in _split(len(edited), config.held_out_fraction, seed))
     torch.manual_seed(seed)
     model = build_regressor(config.model, targets.components).to(device)
     train_pixels = images[train_rows].astype(np.float32) / 255
@@ -206,9 +206,9 @@ def train_nuisance_regressor(images: np.ndarray, targets: InterventionTargets, s
     medians = np.array([np.median(values) if len(values) else 0.0 for values in spread], np.float32)
     fit = RegressorFit(
         stream=stream, model=config.model, components=targets.components,
-        train_samples=len(train_rows), validation_samples=len(validation_rows),
+        train_samples=len(train_rows), held_out_samples=len(held_out_rows),
         train_l1=_recorded_l1(regressor.predict(images[train_rows]), targets, train_rows),
-        validation_l1=_recorded_l1(regressor.predict(images[validation_rows]), targets, validation_rows),
-        constant_l1=_recorded_l1(np.broadcast_to(medians, (len(validation_rows), len(medians))), targets, validation_rows),
+        held_out_l1=_recorded_l1(regressor.predict(images[held_out_rows]), targets, held_out_rows),
+        constant_l1=_recorded_l1(np.broadcast_to(medians, (len(held_out_rows), len(medians))), targets, held_out_rows),
     )
     return regressor, fit

@@ -71,7 +71,7 @@ def test_the_confounded_stream_is_well_above_chance_and_the_others_near_it(tmp_p
     config = CorrelationConfig(regressor_stream="interventional", streams=["confounded", "unconfounded", "interventional"], **FAST)
     result = correlation_analysis(store, config)
     multiples = {entry.stream: entry.held_out.multiple_of_chance for entry in result.streams}
-    assert result.regressor.validation_l1 < 0.5 * result.regressor.constant_l1, result.regressor
+    assert result.regressor.held_out_l1 < 0.5 * result.regressor.constant_l1, result.regressor
     assert multiples["confounded"] > 3.0, multiples
     assert multiples["unconfounded"] < 1.5, multiples
     assert multiples["interventional"] < 1.5, multiples
@@ -106,9 +106,9 @@ def test_genint_analyse_correlation_prints_the_table_and_writes_the_json(tmp_pat
     written = json.loads((tmp_path / "results" / "corr.json").read_text())
     assert list(written["streams"]) == ["confounded"]
     assert written["streams"]["confounded"]["held_out"]["samples"] == 40
-    assert written["regressor"] | {"train_l1": 0, "validation_l1": 0, "constant_l1": 0} == {
+    assert written["regressor"] | {"train_l1": 0, "held_out_l1": 0, "constant_l1": 0} == {
         "stream": "interventional", "model": "nuisance_cnn", "components": 2, "train_samples": 240,
-        "validation_samples": 60, "train_l1": 0, "validation_l1": 0, "constant_l1": 0}
+        "held_out_samples": 60, "train_l1": 0, "held_out_l1": 0, "constant_l1": 0}
 
 
 def test_a_regressor_stream_without_offsets_is_refused_before_training(tmp_path):
@@ -151,6 +151,8 @@ CASES = [
              _job_with_store(regressor_stream="confounded", streams=["confounded"])),
     BadInput("repeated-stream", ["analyse", "correlation", "job.yaml"], 2,
              "correlation.streams must not repeat a stream", _job_with_store(streams=["confounded", "confounded"])),
+    BadInput("output-is-a-directory", ["analyse", "correlation", "job.yaml", "--set", "correlation.output=shards"], 2,
+             "correlation.output shards: is a directory", _job_with_store(streams=["confounded"])),
     BadInput("no-store", ["analyse", "correlation", "job.yaml", "--set", "shards.root=absent"], 2,
              "correlation: the store absent holds no streams", _job_with_store()),
 ]
