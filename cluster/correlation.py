@@ -230,22 +230,35 @@ def write_correlation(result: CorrelationResult, path: Path) -> None:
     write_durably(path, (json.dumps(result.to_dict(), indent=2) + "\n").encode())
 
 
-def correlation_table(result: CorrelationResult) -> Table:
-    """The per-stream multiples of chance, the regressor's errors in the caption."""
-    fit = result.regressor
-    table = Table(title="correlation of the predicted nuisances with the label (multiple of chance, held-out share)",
-                  caption=f"regressor {fit.model} on {fit.stream}: {fit.components} components, L1 train {fit.train_l1:.3f}, "
-                          f"held-out {fit.held_out_l1:.3f} (median guess {fit.constant_l1:.3f}). {PAPER_FIGURE_3}")
-    columns = ["stream", "samples", "held out", "classes", "accuracy", "chance", "x chance"]
+def correlation_rows(result: CorrelationResult) -> tuple[list[str], list[list[str]]]:
+    """The per-stream table as a header and rows of text (for the console table, or a report's Markdown)."""
+    header = ["stream", "samples", "held out", "classes", "accuracy", "chance", "x chance"]
     if result.evaluation_stream is not None:
-        columns.append(f"x chance on {result.evaluation_stream}")
-    for column in columns:
-        table.add_column(column, justify="left" if column == "stream" else "right")
+        header.append(f"x chance on {result.evaluation_stream}")
+    rows = []
     for entry in result.streams:
         score = entry.held_out
         row = [entry.stream, str(entry.samples), str(score.samples), str(score.classes), f"{score.accuracy:.3f}",
                f"{score.chance:.3f}", f"{score.multiple_of_chance:.2f}"]
         if entry.on_evaluation_stream is not None:
             row.append(f"{entry.on_evaluation_stream.multiple_of_chance:.2f}")
+        rows.append(row)
+    return header, rows
+
+
+def regressor_line(fit: RegressorFit) -> str:
+    """One line on how well the regressor learned its stream."""
+    return (f"regressor {fit.model} on {fit.stream}: {fit.components} components, L1 train {fit.train_l1:.3f}, "
+            f"held-out {fit.held_out_l1:.3f} (median guess {fit.constant_l1:.3f})")
+
+
+def correlation_table(result: CorrelationResult) -> Table:
+    """The per-stream multiples of chance, the regressor's errors and the paper's figure in the caption."""
+    header, rows = correlation_rows(result)
+    table = Table(title="correlation of the predicted nuisances with the label (multiple of chance, held-out share)",
+                  caption=f"{regressor_line(result.regressor)}. {PAPER_FIGURE_3}")
+    for column in header:
+        table.add_column(column, justify="left" if column == "stream" else "right")
+    for row in rows:
         table.add_row(*row)
     return table
