@@ -219,9 +219,14 @@ def correlation_analysis(store_dir: Path, config: CorrelationConfig) -> Correlat
     return CorrelationResult(fit, results, config.evaluation_stream, config.model_dump(mode="json"))
 
 
+def job_correlation_config(job: JobConfig) -> CorrelationConfig:
+    """The job's ``correlation:`` section, or its defaults where the job has none."""
+    return job.correlation or CorrelationConfig()
+
+
 def correlation_output(job: JobConfig) -> Path:
     """Where ``genint analyse correlation`` writes the job's results."""
-    return job.correlation.output or job.output_dir / CORRELATION_FILE
+    return job_correlation_config(job).output or job.output_dir / CORRELATION_FILE
 
 
 def write_correlation(result: CorrelationResult, path: Path) -> None:

@@ -9,7 +9,13 @@ from cluster.progress import console
 
 def _analyse_correlation(args: argparse.Namespace) -> int:
     from cluster.config import load_config
-    from cluster.correlation import correlation_analysis, correlation_output, correlation_table, write_correlation
+    from cluster.correlation import (
+        correlation_analysis,
+        correlation_output,
+        correlation_table,
+        job_correlation_config,
+        write_correlation,
+    )
     from cluster.errors import ConfigError
     from cluster.run_dirs import check_output_dir
 
@@ -19,7 +25,7 @@ def _analyse_correlation(args: argparse.Namespace) -> int:
     if destination.is_dir():
         raise ConfigError(f"correlation.output {destination}: is a directory; name the JSON file to write")
     check_output_dir(destination.parent, "correlation.output's directory")
-    result = correlation_analysis(job.store_dir, job.correlation)
+    result = correlation_analysis(job.store_dir, job_correlation_config(job))
     console.print(correlation_table(result))
     write_correlation(result, destination)
     console.print(f"correlation: results -> {destination}")

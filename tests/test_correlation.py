@@ -137,7 +137,7 @@ def test_a_malformed_provenance_record_is_named(record, problem):
 def _job_with_store(**correlation):
     def setup(root: Path) -> None:
         _store(root, {"interventional": 20, "confounded": 20})
-        job = {"name": "job", "output_dir": "out", "shards": {"root": "shards"}, "correlation": correlation}
+        job = {"name": "job", "output_dir": "out", "shards": {"root": "shards"}} | ({"correlation": correlation} if correlation else {})
         (root / "job.yaml").write_text(yaml.safe_dump(job))
     return setup
 
@@ -153,6 +153,8 @@ CASES = [
              "correlation.streams must not repeat a stream", _job_with_store(streams=["confounded", "confounded"])),
     BadInput("output-is-a-directory", ["analyse", "correlation", "job.yaml", "--set", "correlation.output=shards"], 2,
              "correlation.output shards: is a directory", _job_with_store(streams=["confounded"])),
+    BadInput("no-section-means-the-defaults", ["analyse", "correlation", "job.yaml"], 2,
+             "correlation.streams[0]: stream 'original' is not in the store", _job_with_store()),
     BadInput("no-store", ["analyse", "correlation", "job.yaml", "--set", "shards.root=absent"], 2,
              "correlation: the store absent holds no streams", _job_with_store()),
 ]
