@@ -22,8 +22,12 @@ from cluster.correlation import correlation_analysis
 from cluster.correlation_config import CorrelationConfig
 from cluster.errors import ClusterError, ConfigError
 from cluster.nuisance_regressor import intervention_targets
+from shards.errors import ShardError
+from shards.images import read_stream_samples
 from shards.writer import ShardWriter
 from tests.bad_input_helpers import BadInput, check_bad_input, table
+from tests.conftest import write_stream
+from tests.store_helpers import FIRST_SHARD, overwrite_member
 
 CLASSES = 4
 SIZE_PX = 16
@@ -115,6 +119,27 @@ def test_a_regressor_stream_without_offsets_is_refused_before_training(tmp_path)
     store = _store(tmp_path, {"confounded": 40})
     with pytest.raises(ConfigError, match="correlation.regressor_stream: stream 'confounded' records no intervention offsets"):
         correlation_analysis(store, CorrelationConfig(regressor_stream="confounded", streams=["confounded"]))
+
+
+# -- what the analysis reads: shards.images.read_stream_samples ----------------------------------
+
+
+def test_read_stream_samples_gives_each_samples_key_and_provenance_in_commit_order(stream_dir):
+    written = write_stream(stream_dir, 7, max_samples=3)
+    stream = read_stream_samples(stream_dir, image_size=8)
+    assert stream.keys == [sample["__key__"] for sample in written]
+    assert stream.provenance == [sample["json"] for sample in written]
+    assert stream.labels.tolist() == [sample["cls"] for sample in written] and stream.images.shape == (7, 3, 8, 8)
+
+
+def test_read_stream_samples_names_the_sample_whose_json_is_not_an_object(stream_dir):
+    write_stream(stream_dir, 3, max_samples=3)
+    overwrite_member(stream_dir, FIRST_SHARD, 1, "json", lambda size: b"[" + b" " * (size - 2) + b"]")
+    with pytest.raises(ShardError, match=rf"^{FIRST_SHARD}: sample sample00001: json field must be a JSON object \(got list\)"):
+        read_stream_samples(stream_dir, image_size=8)
+
+
+# -- the regressor's targets ---------------------------------------------------------------------
 
 
 def test_targets_hold_each_samples_recorded_offsets_and_nothing_else():
