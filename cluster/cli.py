@@ -10,9 +10,11 @@ import typing
 from pathlib import Path
 
 from cluster.config import config_hash, load_config, resolved_yaml, save_resolved
+from cluster.correlation_cli import ANALYSE_HANDLERS, add_analyse_commands
 from cluster.errors import ClusterError, ConfigError
 from cluster.jobs_cli import CLUSTER_ADDRESS_HELP, JOB_HANDLERS, add_jobs_commands
 from cluster.progress import console, progress_bar, summary_tables
+from cluster.strategy_cli import STRATEGY_HANDLERS, add_strategy_commands
 from datagen.errors import DatagenError
 from shards.config import MAX_PREPARE_WORKERS, MAX_SEED
 from shards.errors import ShardError
@@ -142,6 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     top.add_argument("--interval", type=_seconds, default=2.0, help="seconds between polls (default 2)")
     top.add_argument("--once", action="store_true", help="print one snapshot (two polls one interval apart) and exit")
     add_jobs_commands(commands, _add_config_arguments)
+    add_strategy_commands(commands, _add_config_arguments)
+    add_analyse_commands(commands, _add_config_arguments)
     return parser
 
 
@@ -373,6 +377,8 @@ HANDLERS = {
     ("examples", "digits"): _examples_digits,
     ("top", None): _top,
     **JOB_HANDLERS,
+    **STRATEGY_HANDLERS,
+    **ANALYSE_HANDLERS,
 }
 
 

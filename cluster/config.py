@@ -17,7 +17,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cluster.config_yaml import MAX_NESTING, echo, parse_yaml, read_config_file, shorten
+from cluster.correlation_config import CorrelationConfig
 from cluster.errors import ConfigError
+from cluster.strategy_search_config import StrategySearchConfig
 from datagen.config import DatagenConfig
 from shards.config import ShardStoreConfig
 from trainers.config import TrainConfig
@@ -51,6 +53,8 @@ class JobConfig(BaseModel):
     datagen: DatagenConfig = Field(default_factory=DatagenConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    strategy_search: StrategySearchConfig | None = Field(default=None, description="`genint strategy score | search`: the causal bound log P(x|z)")
+    correlation: CorrelationConfig | None = Field(default=None, description="`genint analyse correlation` (paper Fig. 3); absent: its defaults")
 
     @property
     def store_dir(self) -> Path:
@@ -168,9 +172,15 @@ def resolved_yaml(config: JobConfig) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
 
 
+# Sections that configure analyses of a job's data (genint strategy, genint analyse): they change
+# nothing the job generates or trains, so they are not part of its hash.
+ANALYSIS_SECTIONS = frozenset({"strategy_search", "correlation"})
+
+
 def config_hash(config: JobConfig) -> str:
-    """A stable sha256 of the resolved config (recorded in every manifest line)."""
-    canonical = json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    """A stable sha256 of the resolved config without its analysis sections (recorded in every
+    manifest line; an experiment reuses a finished arm while its job's hash is unchanged)."""
+    canonical = json.dumps(config.model_dump(mode="json", exclude=set(ANALYSIS_SECTIONS)), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 

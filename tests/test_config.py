@@ -93,6 +93,15 @@ def test_resolved_config_and_hash_are_saved(tmp_path, monkeypatch):
     assert config_hash(load_config(_write(tmp_path, VALID), ["train.model=resnet50"])) != digest
 
 
+def test_analysis_sections_leave_the_job_hash_as_it_was(tmp_path, monkeypatch):
+    # Configuring genint strategy or genint analyse must not make a finished job look changed.
+    monkeypatch.chdir(tmp_path)
+    digest = config_hash(load_config(_write(tmp_path, VALID)))
+    analysed = {**VALID, "strategy_search": {"real_stream": "original", "feature_extractor": {"arch": "small_cnn", "weights": "w.pt"}},
+                "correlation": {"streams": ["original"]}}
+    assert config_hash(load_config(_write(tmp_path, analysed))) == digest
+
+
 def test_shipped_configs_are_valid(monkeypatch, tmp_path):
     for path in sorted(Path("configs").glob("*.yaml")):
         raw = yaml.safe_load(path.read_text())
@@ -109,4 +118,4 @@ def test_console_script_exits_2_with_one_line(tmp_path):
     genint = Path(sys.executable).parent / "genint"  # the console script installed with the package
     result = subprocess.run([str(genint), "config", "check", str(path)], capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"genint: error: {path}: extra is not a known key (allowed: name, output_dir, shards, datagen, train, metrics)"]
+    assert result.stderr.strip().splitlines() == [f"genint: error: {path}: extra is not a known key (allowed: name, output_dir, shards, datagen, train, metrics, strategy_search, correlation)"]
