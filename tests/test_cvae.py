@@ -167,3 +167,26 @@ def test_a_missing_cvae_directory_loads_once_the_advice_is_applied(tmp_path):
     assert advised == "datagen.generator.weights"
     tiny_generator().save(tmp_path / "cvae")
     assert load(load_config(job, [f"{advised}={tmp_path / 'cvae'}"])).num_classes == TINY.num_classes
+
+
+def test_label_modulation_starts_as_the_plain_decoder_and_saves_with_its_weights(tmp_path: Path):
+    modulated = TINY.model_copy(update={"label_modulation": True})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = ConditionalVae(modulated)
+    plain = ConditionalVae(TINY)
+    plain.load_state_dict({name: tensor for name, tensor in model.state_dict().items() if not name.startswith("label_modulation")})
+    latents, classes = torch.randn(4, TINY.latent_dim), torch.tensor([0, 1, 2, 3])
+    # Zero gain and shift at the start: the same outputs as the decoder without modulation.
+    torch.testing.assert_close(model.decode_logits(latents, classes), plain.decode_logits(latents, classes))
+    with torch.no_grad():
+        model.label_modulation.weight[1].fill_(0.5)
+    changed = model.decode_logits(latents, classes) != plain.decode_logits(latents, classes)
+    assert changed[1].any() and not changed[[0, 2, 3]].any()  # only class 1's images move
+    generator = CvaeGenerator(model)
+    generator.save(tmp_path / "cvae")
+    loaded = load_cvae(tmp_path / "cvae")
+    assert loaded.model.architecture.label_modulation and loaded.generator_id == generator.generator_id
+    assert torch.equal(loaded.generate(latents, classes, 1.0), generator.generate(latents, classes, 1.0))
+    # The GANSpace layer is still the first linear layer: modulation comes after it.
+    torch.testing.assert_close(generator.direction_features(latents, classes), model.decoder_input(torch.cat([latents, model.label_embedding(classes)], 1)).detach())

@@ -3,6 +3,9 @@
 Encoder q(z | x, y) and decoder p(x | z, y) are one-hidden-layer MLPs over the flattened image and
 a learned label embedding. The decoder's first linear layer sees [z; embedding(y)] and is linear in
 it, like BigGAN's ``gen_z``, so the same GANSpace PCA and latent edits run on both generators.
+With ``label_modulation`` the label also scales and shifts that layer's output per hidden unit
+(FiLM; BigGAN's class-conditional batch norm does the same): entering only additively, the label
+was mostly ignored and the latent decided the background colour across classes.
 
 A saved generator is a directory with ``config.json`` (the architecture) and ``pytorch_model.bin``
 (a plain state_dict, read with ``torch.load(weights_only=True)`` so no pickled object ever runs).
@@ -40,6 +43,10 @@ class ConditionalVae(nn.Module):
         self.to_mean = nn.Linear(hidden, latent)
         self.to_log_variance = nn.Linear(hidden, latent)
         self.decoder_input = nn.Linear(latent + embedding, hidden)  # the GANSpace layer
+        # Gain and shift per hidden unit and class, zero at the start (the plain decoder).
+        self.label_modulation = nn.Embedding(architecture.num_classes, 2 * hidden) if architecture.label_modulation else None
+        if self.label_modulation is not None:
+            nn.init.zeros_(self.label_modulation.weight)
         self.decoder = nn.Sequential(nn.ReLU(), nn.Linear(hidden, pixels))
 
     def encode(self, images: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +61,11 @@ class ConditionalVae(nn.Module):
     def decode_logits(self, latents: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """Bernoulli logits of every pixel, shape (N, 3, S, S)."""
         size = self.architecture.image_size
-        return self.decoder(self.decoder_features(latents, classes)).view(-1, 3, size, size)
+        features = self.decoder_features(latents, classes)
+        if self.label_modulation is not None:
+            gain, shift = self.label_modulation(classes).chunk(2, dim=1)
+            features = features * (1 + gain) + shift
+        return self.decoder(features).view(-1, 3, size, size)
 
 
 def weights_digest(model: ConditionalVae) -> str:
