@@ -15,8 +15,8 @@ from cluster.config import load_config
 from cluster.generation import train_generator
 from datagen.errors import DatagenError
 from datagen.generators.cvae import load_cvae
-from datagen.generators.cvae_config import CvaeArchitecture, CvaeAugmentation, CvaeTrainConfig
-from datagen.generators.cvae_training import augment, load_stream_images, train_cvae
+from datagen.generators.cvae_config import CvaeArchitecture, CvaeTrainConfig
+from datagen.generators.cvae_training import load_stream_images, train_cvae
 from experiments.colored_digits.painter import BACKGROUND_COLOURS, coloured_digits
 
 IMAGE_SIZE = 16
@@ -145,18 +145,3 @@ def test_classes_beyond_the_architecture_train_once_the_advice_is_applied(tmp_pa
     assert advised == "datagen.generator.train.model.num_classes"
     destination = train_generator(load_config(job, [f"{advised}=3"]))
     assert load_cvae(destination).num_classes == 3
-
-
-def test_augmentation_jitters_each_image_repeatably_and_repeats_the_border():
-    images, _ = coloured_digits(IMAGE_SIZE, count=8)
-    assert augment(images, CvaeAugmentation(), torch.Generator().manual_seed(0)) is images  # none set: untouched
-    jitter = CvaeAugmentation(rotation_degrees=15, translate_fraction=0.1, scale_range=(0.9, 1.1))
-    first = augment(images, jitter, torch.Generator().manual_seed(0))
-    assert first.shape == images.shape and torch.equal(first, augment(images, jitter, torch.Generator().manual_seed(0)))
-    assert not torch.equal(first, images) and not torch.equal(first, augment(images, jitter, torch.Generator().manual_seed(1)))
-    assert first.min() >= 0 and first.max() <= 1
-    # A uniform image stays uniform: pixels moved in from outside repeat its border, never a fill colour.
-    flat = torch.full((4, 3, IMAGE_SIZE, IMAGE_SIZE), 0.5)
-    torch.testing.assert_close(augment(flat, jitter, torch.Generator().manual_seed(0)), flat)
-    with pytest.raises(ValueError, match=r"scale_range must be \[low, high\]"):
-        CvaeAugmentation(scale_range=(1.2, 0.8))

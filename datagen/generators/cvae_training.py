@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from datagen.errors import DatagenError
 from datagen.generators.cvae import ConditionalVae, CvaeGenerator
-from datagen.generators.cvae_config import CvaeArchitecture, CvaeAugmentation, CvaeTrainConfig
+from datagen.generators.cvae_config import CvaeArchitecture, CvaeTrainConfig
 from shards.errors import ShardError
 from shards.images import read_stream_images
 
@@ -90,34 +90,11 @@ def train_cvae(
     for epoch in range(config.epochs):
         totals = torch.zeros(3)
         for batch in torch.randperm(len(images), generator=rng).split(config.batch_size):
-            batch_images = augment(images[batch], config.augmentation, rng)
-            totals += _train_step(model, optimizer, batch_images, labels[batch], config.beta, rng) * len(batch)
+            totals += _train_step(model, optimizer, images[batch], labels[batch], config.beta, rng) * len(batch)
         history.append(EpochLosses(epoch, *(totals / len(images)).tolist()))
         if on_progress is not None:
             on_progress(epoch, history[-1].loss)
     return CvaeGenerator(model), history
-
-
-def augment(images: torch.Tensor, augmentation: CvaeAugmentation, rng: torch.Generator) -> torch.Tensor:
-    """Each image rotated, zoomed and shifted by its own random draw; the images themselves when none is set.
-
-    Args:
-        images: (N, C, S, S). rng: draws the jitter, so a seeded run is repeatable.
-    Returns:
-        (N, C, S, S) in the input's range (bilinear resampling, border pixels repeated).
-    """
-    if not augmentation.active:
-        return images
-    count = len(images)
-    angle = torch.deg2rad((2 * torch.rand(count, generator=rng) - 1) * augmentation.rotation_degrees)
-    low, high = augmentation.scale_range
-    zoom = low + (high - low) * torch.rand(count, generator=rng)
-    # affine_grid maps output coordinates (in [-1, 1]) to input ones, so a zoom of s samples a 1/s-sized window.
-    shift = (2 * torch.rand(count, 2, generator=rng) - 1) * 2 * augmentation.translate_fraction
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
 def _train_step(
