@@ -108,6 +108,12 @@ CASES = [
              _experiment(EXPERIMENT_TEXT + "seeds: [7]\n")),
     BadInput("experiment-image-size", ["experiment", "experiment.yaml", "--set", "data.image_size=100000"], 2,
              "experiment.yaml: data.image_size must be <= 256 (got 100000)", _experiment(EXPERIMENT_TEXT)),
+    BadInput("experiment-irm-with-one-colour-per-class", ["experiment", "experiment.yaml", "--set", "data.colours_per_class=1"], 2,
+             "experiment.yaml: arms: irm needs data.colours_per_class >= 2, since its environments are a class's colours (got 1)",
+             _experiment(EXPERIMENT_TEXT)),
+    BadInput("experiment-no-digits-left-to-train", ["experiment", "experiment.yaml", "--set", "data.confounded_test_fraction=0.45",
+             "--set", "data.causal_test_fraction=0.45"], 2, "experiment.yaml: data held-out fractions (confounded_test_fraction + "
+             "causal_test_fraction + validation_fraction) must sum to < 0.9, leaving digits to train on (got 1.00)", _experiment(EXPERIMENT_TEXT)),
     BadInput("experiment-irm-weight-inf", ["experiment", "experiment.yaml", "--set", "irm.irm_weight=.inf"], 2,
              "experiment.yaml: irm.irm_weight must be a finite number (got inf)", _experiment(EXPERIMENT_TEXT)),
     BadInput("experiment-billion-laughs", ["experiment", "experiment.yaml"], 2, f"more than {MAX_VALUES} values",
