@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 
 # The Colored Digits experiment (paper Table 5); finished stages are reused, FRESH=1 redoes them.
 run: $(STAMP)
-	$(BIN)/genint experiment configs/experiments/colored-digits.yaml $(if $(FRESH),--fresh)
+	$(BIN)/genint experiment configs/experiments/colored-digits-reference.yaml $(if $(FRESH),--fresh)
 
 # The quickstart job: generation beside training on the embedded Ray (`genint run`).
 quickstart: $(STAMP)

@@ -74,18 +74,21 @@ def prepare_streams(config: JobConfig, config_hash: str) -> dict[str, PrepareRep
     return reports
 
 
-def prepare_generation(config: JobConfig, config_hash: str) -> tuple[ActorSettings, list[WorkUnit]] | None:
-    """Finish what generation needs that is not there yet (a trained CVAE, the directions), then plan it.
-
-    Finished stages are reused: an existing generator directory or directions file is not redone.
-    """
+def prepare_generator(config: JobConfig) -> None:
+    """Finish what the job's generator needs that is not there yet: a trained CVAE, and the
+    directions for an intervention strategy. An existing generator directory or directions file is reused."""
     datagen = config.datagen
-    if datagen.actors < 1:
-        return None
     if datagen.generator.kind == "cvae" and not Path(datagen.weights_path(config.output_dir)).exists():
         train_generator(config)
     if datagen.strategy.kind == "intervention" and not datagen.directions_path(config.output_dir).exists():
         compute_job_directions(config)
+
+
+def prepare_generation(config: JobConfig, config_hash: str) -> tuple[ActorSettings, list[WorkUnit]] | None:
+    """``prepare_generator``, then plan the generation (None when the job generates nothing)."""
+    if config.datagen.actors < 1:
+        return None
+    prepare_generator(config)
     return plan_job_generation(config, config_hash)
 
 

@@ -134,21 +134,25 @@ def search_settings(job: "JobConfig") -> StrategySearchConfig:
     return job.strategy_search
 
 
-def grid_strategies(base: StrategyConfig, grid: StrategyGrid | None) -> list[StrategyConfig]:
+def grid_strategies(base: StrategyConfig, grid: StrategyGrid | None, grid_path: str = "strategy_search.grid",
+                    base_path: str = "datagen.strategy") -> list[StrategyConfig]:
     """The strategies of ``grid``, each ``base`` with the grid point's fields.
+
+    Args:
+        grid_path, base_path: where the grid and the base strategy are in the config, for messages.
 
     Raises:
         ConfigError: no grid, a grid that varies what an observational strategy does not have, or a
             point that is no valid strategy (naming the point).
     """
     if grid is None:
-        raise ConfigError("strategy_search.grid is not set: search needs the strategies to compare "
+        raise ConfigError(f"{grid_path} is not set: search needs the strategies to compare "
                           "(lists of truncation, top_k, scale or offset_range)")
     if base.kind == "observational":
         varied = [axis for axis in grid.listed() if axis != "truncation"]
         if varied:
-            raise ConfigError(f"strategy_search.grid varies {', '.join(varied)}, but datagen.strategy is observational "
-                              "(only truncation applies); make datagen.strategy an intervention")
+            raise ConfigError(f"{grid_path} varies {', '.join(varied)}, but {base_path} is observational "
+                              f"(only truncation applies); make {base_path} an intervention")
     strategies = []
     for point in grid.points():
         try:
@@ -156,5 +160,5 @@ def grid_strategies(base: StrategyConfig, grid: StrategyGrid | None) -> list[Str
         except ValidationError as error:
             problem = error.errors()[0]["msg"].removeprefix("Value error, ")
             described = ", ".join(f"{axis}={value}" for axis, value in point.items())
-            raise ConfigError(f"strategy_search.grid: the strategy {described} over datagen.strategy is invalid: {problem}") from None
+            raise ConfigError(f"{grid_path}: the strategy {described} over {base_path} is invalid: {problem}") from None
     return strategies

@@ -114,6 +114,15 @@ CASES = [
     BadInput("experiment-no-digits-left-to-train", ["experiment", "experiment.yaml", "--set", "data.confounded_test_fraction=0.45",
              "--set", "data.causal_test_fraction=0.45"], 2, "experiment.yaml: data held-out fractions (confounded_test_fraction + "
              "causal_test_fraction + validation_fraction) must sum to < 0.9, leaving digits to train on (got 1.00)", _experiment(EXPERIMENT_TEXT)),
+    BadInput("experiment-search-grid-invalid-point", ["experiment", "experiment.yaml", "--set", "search.grid.top_k=[1]"], 2,
+             "experiment.yaml: search.grid: the strategy truncation=0.5, top_k=1, scale=0.5 over interventional is invalid: "
+             "components_per_seed must be <= top_k (got 2 > 1)", _experiment(EXPERIMENT_TEXT)),
+    BadInput("experiment-search-grid-empty", ["experiment", "experiment.yaml", "--set", "search.grid={{}}"], 2,
+             "experiment.yaml: search.grid lists no values: give at least one of truncation, top_k, scale, offset_range",
+             _experiment(EXPERIMENT_TEXT)),
+    BadInput("experiment-search-without-original-arm", ["experiment", "experiment.yaml", "--set", "arms=[observational, interventional]"], 2,
+             "experiment.yaml: search needs the original arm in arms: its first classifier is the search's feature extractor",
+             _experiment(EXPERIMENT_TEXT)),
     BadInput("experiment-irm-weight-inf", ["experiment", "experiment.yaml", "--set", "irm.irm_weight=.inf"], 2,
              "experiment.yaml: irm.irm_weight must be a finite number (got inf)", _experiment(EXPERIMENT_TEXT)),
     BadInput("experiment-billion-laughs", ["experiment", "experiment.yaml"], 2, f"more than {MAX_VALUES} values",

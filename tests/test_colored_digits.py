@@ -23,7 +23,7 @@ CONFIG = Path(__file__).parent.parent / "configs" / "experiments" / "colored-dig
 SHORT = [
     "seeds=[0]", "generator.epochs=15",
     "observational.seeds_per_class=40", "interventional.seeds_per_class=20",
-    "train.max_steps=150", "train.checkpoint_every_steps=150", "train.report_every_steps=50",
+    "search.samples_per_class=20", "train.max_steps=150", "train.checkpoint_every_steps=150", "train.report_every_steps=50",
 ]
 
 
@@ -49,6 +49,14 @@ def test_short_experiment_shows_the_confounding_and_new_colours_and_reuses_its_s
     colours = {stream["stream"]: stream for stream in report["streams"]}
     assert colours["original"]["new_share"] == 0.0
     assert colours["interventional"]["new_share"] > 0.1, colours
+
+    search = report["strategy_search"]  # 2 truncations x 4 scales, scored on the validation stream
+    assert search["real_stream"] == "validation" and len(search["strategies"]) == 8
+    best = max(search["strategies"], key=lambda row: row["log_p_x_given_z"])
+    assert best["chosen"] and best["label"] == search["chosen_label"] and (output / "strategy-search" / "bounds.png").is_file()
+    correlation = {row["stream"]: row for row in report["correlation"]["streams"]}
+    assert set(correlation) == {"original", "observational", "interventional"}
+    assert correlation["original"]["multiple_of_chance"] > 2.0, correlation  # real data: the colour gives the label away
 
     markdown = (output / REPORT_MD).read_text()
     assert all(title in markdown for title in ARM_TITLES.values()) and "Verdict" in markdown

@@ -10,6 +10,8 @@ from cluster.cli import main
 from cluster.config import load_config
 from cluster.errors import ClusterError, ConfigError
 from cluster.run_dirs import claim_run_dir
+from datagen.strategy_config import StrategyConfig
+from experiments.colored_digits.analyses import BoundSummary, CorrelationSummary, StrategyBound, StreamCorrelationSummary
 from experiments.colored_digits.config import DigitsDataConfig, ExperimentConfig
 from experiments.colored_digits.data import NUM_CLASSES, load_palette, make_splits, split_names, write_experiment_data
 from experiments.colored_digits.painter import digit_strokes, paint
@@ -168,9 +170,23 @@ def test_report_shows_each_streams_fidelity_with_its_goal_before_the_accuracies(
     nuisance = BackgroundColour(palette)
     streams = [stream_fidelity(stream, images, labels, nuisance, FIDELITY_GOALS.get(stream)) for stream in ("original", "observational", "interventional")]
     arms = [summarise_arm("original", [_run("original", 0, 99.0, 9.0)])]
-    report = ExperimentReport(name="x", colours_per_class=2, nuisance=nuisance.name, streams=streams, arms=arms, verdict="v", samples_png="s.png")
+    chosen = StrategyConfig(kind="intervention", top_k=2, components_per_seed=2, scale=2.0)
+    search = BoundSummary(strategies=[StrategyBound(label="t=1 k=2 s=1", log_p_x_given_z=-4.7, chosen=False),
+                                      StrategyBound(label="t=1 k=2 s=2", log_p_x_given_z=-4.5, chosen=True)],
+                          chosen=chosen, chosen_label="t=1 k=2 s=2", chosen_bound=-4.5, paper_chosen_bound=-5.162,
+                          real_stream="validation", real_images=180, figure="strategy-search/bounds.png")
+    correlation = CorrelationSummary(streams=[StreamCorrelationSummary(stream="original", held_out_samples=216, multiple_of_chance=8.7)],
+                                     regressor="regressor nuisance_cnn on interventional")
+    report = ExperimentReport(name="x", colours_per_class=2, nuisance=nuisance.name, streams=streams, strategy_search=search,
+                              correlation=correlation, arms=arms, verdict="v", samples_png="s.png")
     text = markdown(report)
     assert "| observational | 20 | 0.0 % | 100.0 % | <= 5 % new, >= 90 % class match | yes |" in text
     assert "| interventional | 20 | 0.0 % | 100.0 % | >= 50 % new | NO |" in text
-    assert text.index("new background colours") < text.index("confounded test %")
-    assert [table.title for table in rich_tables(report)] == ["Generator fidelity", "Colored Digits (Table 5)"]
+    assert "| t=1 k=2 s=2 | -4.5000 | yes |" in text and "![bounds](strategy-search/bounds.png)" in text
+    assert "| original | 216 | 8.70 |" in text
+    # Fidelity, then the search, then the correlation analysis, then the accuracies.
+    assert text.index("new background colours") < text.index("log P(x|z)") < text.index("x chance") < text.index("confounded test %")
+    assert [table.title for table in rich_tables(report)] == [
+        "Generator fidelity", "Causal bound on 'validation'", "Correlation analysis (Fig. 3)", "Colored Digits (Table 5)"]
+    unsearched = markdown(report.model_copy(update={"strategy_search": None}))
+    assert "no causal-bound search" in unsearched and "log P(x|z) per real image" not in unsearched

@@ -3,12 +3,14 @@
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator, model_validator
 
 from cluster.config import MAX_NAME_CHARS
+from cluster.errors import ConfigError
+from cluster.strategy_search_config import StrategyGrid, grid_strategies
 from datagen.directions_config import DirectionsConfig
 from datagen.generators.cvae_config import CvaeTrainConfig
-from datagen.limits import MAX_ACTORS, MAX_SEED
+from datagen.limits import MAX_ACTORS, MAX_SAMPLES, MAX_SEED
 from datagen.strategy_config import StrategyConfig
 from trainers.config import ObjectiveConfig, TrainConfig
 from trainers.limits import MAX_BATCH_SIZE
@@ -46,6 +48,19 @@ class DigitsDataConfig(BaseModel):
         return self
 
 
+class BoundSearchConfig(BaseModel):
+    """The causal-bound search that chooses the interventional arm's strategy (analyses.py): every
+    strategy of ``grid`` over ``interventional`` is scored on the validation stream with the original
+    arm's first classifier as the feature extractor; the highest bound generates the interventional stream."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    grid: StrategyGrid
+    samples_per_class: PositiveInt = Field(default=100, le=MAX_SAMPLES, description="images generated per class and strategy")
+    temperature: PositiveFloat = Field(default=1.0, description="features are divided by it before the softmax (the authors: 1)")
+    estimate: Literal["nearest", "sum"] = Field(default="nearest", description="the paper's nearest-neighbour approximation, or the exact sum")
+
+
 class ExperimentConfig(BaseModel):
     """Everything one Colored Digits run needs; each arm and seed becomes one genint job."""
 
@@ -67,6 +82,8 @@ class ExperimentConfig(BaseModel):
     batch_size: PositiveInt = Field(default=64, le=MAX_BATCH_SIZE, description="images per step; IRM takes half from each colour environment")
     train: TrainConfig = Field(description="the classifier and its optimisation; each arm sets streams, objective and seed")
     irm: ObjectiveConfig = Field(default_factory=lambda: ObjectiveConfig(name="irm", irm_weight=10.0, irm_anneal_steps=50))
+    search: BoundSearchConfig | None = Field(default=None, description="choose the interventional strategy by the causal bound; "
+                                             "None: use interventional as written")
 
     @field_validator("arms")
     @classmethod
@@ -86,6 +103,13 @@ class ExperimentConfig(BaseModel):
         if "irm" in self.arms and self.data.colours_per_class < 2:
             raise ValueError("arms: irm needs data.colours_per_class >= 2, since its environments are a class's colours "
                              f"(got {self.data.colours_per_class}); leave irm out of arms")
+        if self.search is not None:
+            if "original" not in self.arms:
+                raise ValueError("search needs the original arm in arms: its first classifier is the search's feature extractor")
+            try:  # every grid point must be a valid strategy before anything trains
+                grid_strategies(self.interventional, self.search.grid, "search.grid", "interventional")
+            except ConfigError as error:
+                raise ValueError(str(error)) from None
         if self.train.num_classes != 10:
             raise ValueError(f"train.num_classes must be 10, the digits' classes (got {self.train.num_classes})")
         return self

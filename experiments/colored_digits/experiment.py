@@ -1,9 +1,11 @@
 """Running the Colored Digits experiment end to end through the real pipeline.
 
 Stages, each reused when it is already done (``fresh`` deletes the run directory first):
-data splits -> shards (``genint prepare``'s code) -> CVAE -> directions -> observational and
-interventional streams from datagen actors -> per arm and seed, a DeepSpeed classifier on Ray
-Train reading its streams through DALI -> evaluation on both test streams -> the report.
+data splits -> shards (``genint prepare``'s code) -> CVAE -> directions -> the observational stream
+from datagen actors -> with ``search``, the original arm, then the causal-bound search on the
+validation stream that chooses the interventional strategy -> the interventional stream -> per arm
+and seed, a DeepSpeed classifier on Ray Train reading its streams through DALI -> evaluation on
+both test streams -> the correlation analysis of the streams -> the report.
 """
 
 from functools import partial
@@ -16,9 +18,10 @@ from cluster.generation import generation_pool, run_pool
 from cluster.local_ray import ray_session
 from cluster.progress import progress_bar
 from cluster.run import prepare_generation, prepare_streams
+from experiments.colored_digits.analyses import CORRELATION_FILE, SEARCH_DIR, analyse_correlation, choose_interventional_strategy
 from experiments.colored_digits.config import ExperimentConfig
 from experiments.colored_digits.data import write_experiment_data
-from experiments.colored_digits.jobs import GENERATED_STREAMS, TEST_STREAMS, arm_job, data_dir, data_job
+from experiments.colored_digits.jobs import GENERATED_STREAMS, ORIGINAL_STREAM, TEST_STREAMS, arm_job, data_dir, data_job
 from experiments.colored_digits.report import SAMPLES_PNG, ArmRun, ExperimentReport, build_report, markdown, rich_tables
 from experiments.harness.arms import ARMS_DIR, EXPERIMENT_CONFIG_FILE, TrainedArm, run_arms, start_run_dir
 from experiments.harness.report import REPORT_MD, write_report
@@ -28,14 +31,13 @@ from trainers.models import load_classifier
 # Every top-level entry the experiment writes in its run directory (temporary names included):
 # `--fresh` deletes the directory only when it holds nothing else.
 RUN_DIR_LAYOUT = (EXPERIMENT_CONFIG_FILE, "config.yaml", "config.sha256", "data", "data.tmp", "shards", ARMS_DIR,
-                  "generator*", "directions*", "report.*", f"{SAMPLES_PNG}*")
+                  "generator*", "directions*", "report.*", f"{SAMPLES_PNG}*", SEARCH_DIR, f"{CORRELATION_FILE}*")
 
 
-def _generate_streams(experiment: ExperimentConfig, digest: str) -> None:
-    for stream in GENERATED_STREAMS:
-        job = data_job(experiment, stream)
-        with progress_bar(f"generate {stream}") as update:
-            run_pool(generation_pool(job, *prepare_generation(job, digest), update))
+def _generate_stream(experiment: ExperimentConfig, stream: str, digest: str) -> None:
+    job = data_job(experiment, stream)
+    with progress_bar(f"generate {stream}") as update:
+        run_pool(generation_pool(job, *prepare_generation(job, digest), update))
 
 
 def _evaluate(job: JobConfig, checkpoint: Path) -> dict[str, float]:
@@ -57,10 +59,19 @@ def run_experiment(experiment: ExperimentConfig, fresh: bool = False) -> Experim
     palette = write_experiment_data(experiment.data, data_dir(experiment))
     digest = config_hash(data_job(experiment))
     prepare_streams(data_job(experiment), digest)
+    run_arms_of = partial(run_arms, seeds=experiment.seeds, job_of=partial(arm_job, experiment), measure=_measure, result_type=ArmRun)
     with ray_session():
-        _generate_streams(experiment, digest)
-        runs = run_arms(experiment.arms, experiment.seeds, partial(arm_job, experiment), _measure, ArmRun)
-    report = build_report(experiment, palette, runs)
+        _generate_stream(experiment, "observational", digest)
+        search = None
+        if experiment.search is not None:
+            # The original arm trains first: its first classifier is the search's feature extractor.
+            originals = run_arms_of(["original"])
+            search = choose_interventional_strategy(experiment, Path(originals[0].checkpoint), originals[0].job_hash)
+            experiment = experiment.model_copy(update={"interventional": search.chosen})
+        _generate_stream(experiment, "interventional", digest)
+        runs = run_arms_of(experiment.arms)  # the original arm's are reused
+    correlation = analyse_correlation(experiment, [ORIGINAL_STREAM, *GENERATED_STREAMS], experiment.interventional)
+    report = build_report(experiment, palette, runs, search, correlation)
     write_report(markdown(report), report, experiment.output_dir)
     return report
 
