@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from cluster.correlation import correlation_analysis, regressor_line
 from cluster.correlation_config import CorrelationConfig
+from cluster.progress import progress_bar
 from cluster.run import prepare_generator
 from cluster.strategy_search import PAPER_CHOSEN_BOUND, TABLE_FILE, search_strategies, write_search_outputs
 from cluster.strategy_search_config import FeatureExtractorConfig, StrategySearchConfig
@@ -93,7 +94,9 @@ def choose_interventional_strategy(experiment: ExperimentConfig, extractor_check
     if record.is_file() and json.loads(record.read_text()) == inputs:
         return _summary(json.loads((directory / TABLE_FILE).read_text()), directory / "bounds.png")
     prepare_generator(job)  # the directions every intervention needs
-    outputs = write_search_outputs(search_strategies(job, search), directory)
+    with progress_bar("strategy search") as update:
+        result = search_strategies(job, search, update)
+    outputs = write_search_outputs(result, directory)
     write_durably(record, json.dumps(inputs, indent=1).encode())
     return _summary(json.loads(outputs.table.read_text()), outputs.figure)
 
