@@ -16,7 +16,7 @@ from cluster.correlation import correlation_analysis, regressor_line
 from cluster.correlation_config import CorrelationConfig
 from cluster.progress import progress_bar
 from cluster.run import prepare_generator
-from cluster.strategy_search import PAPER_CHOSEN_BOUND, TABLE_FILE, search_strategies, write_search_outputs
+from cluster.strategy_search import FIGURE_FILE, PAPER_CHOSEN_BOUND, TABLE_FILE, search_strategies, write_search_outputs
 from cluster.strategy_search_config import FeatureExtractorConfig, StrategySearchConfig
 from datagen.strategy_config import StrategyConfig
 from experiments.colored_digits.config import BoundSearchConfig, ExperimentConfig
@@ -92,7 +92,7 @@ def choose_interventional_strategy(experiment: ExperimentConfig, extractor_check
               "extractor_job": extractor_hash}
     record = directory / SEARCH_INPUTS_FILE
     if record.is_file() and json.loads(record.read_text()) == inputs:
-        return _summary(json.loads((directory / TABLE_FILE).read_text()), directory / "bounds.png")
+        return _summary(json.loads((directory / TABLE_FILE).read_text()), directory / FIGURE_FILE)
     prepare_generator(job)  # the directions every intervention needs
     with progress_bar("strategy search") as update:
         result = search_strategies(job, search, update)
