@@ -26,7 +26,7 @@ from ray.exceptions import RayActorError
 from datagen.errors import DatagenError
 from datagen.generators.checks import first_line
 from datagen.unit_writer import UnitReport
-from shards.manifest import Manifest
+from shards.manifest import UnitTracker
 
 
 class PoolUnit(Protocol):
@@ -118,6 +118,7 @@ class ActorPool:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._placement = (0, 0)
+        self._progress = UnitTracker(self.stream_dir)  # followed, not re-read, on every requeue
         self.report = PoolReport()
 
     # -- control, callable from other threads ------------------------------------------------
@@ -136,8 +137,8 @@ class ActorPool:
     # -- the loop ------------------------------------------------------------------------------
 
     def _pending_units(self) -> deque[PoolUnit]:
-        progress = Manifest(self.stream_dir).unit_progress()
-        return deque(unit for unit in self.units if not (unit.unit_id in progress and progress[unit.unit_id].done))
+        self._progress.refresh()
+        return deque(unit for unit in self.units if not self._progress.is_done(unit.unit_id))
 
     def _start_actor(self, writer_id: str) -> None:
         handle = self._actor_class.remote(*self.actor_args, writer_id)
@@ -176,10 +177,10 @@ class ActorPool:
             self._requeue(slot, pending)
 
     def _requeue(self, slot: _Slot, pending: deque[PoolUnit], current: PoolUnit | None = None) -> None:
-        progress = Manifest(self.stream_dir).unit_progress()
+        self._progress.refresh()
         lost = slot.uncommitted + ([current] if current else [])
         for unit in lost:
-            if not (unit.unit_id in progress and progress[unit.unit_id].done):
+            if not self._progress.is_done(unit.unit_id):
                 pending.appendleft(unit)
         slot.uncommitted.clear()
 

@@ -10,8 +10,10 @@ unit and the pool, whichever actor makes it and whenever, and resumes like gener
 import hashlib
 import json
 import time
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 from pathlib import Path
 
 from datagen.errors import DatagenError
@@ -21,7 +23,7 @@ from datagen.transfer.samples import transfer_samples
 from datagen.transfer.vgg import load_vgg_features
 from datagen.unit_writer import UnitReport, UnitWriter
 from shards.config import StoreRef
-from shards.manifest import Manifest
+from shards.manifest import UnitTracker
 from shards.reader import committed_shards, iter_samples
 
 
@@ -47,17 +49,28 @@ def content_sample_count(store_dir: Path, config: TransferStageConfig) -> int:
     return min(total, config.max_samples or total)
 
 
-def read_range(stream_dir: Path, start: int, stop: int) -> Iterator[dict]:
-    """Samples at positions [start, stop) of a stream's commit order, reading only the shards that hold them."""
-    position, wanted = 0, []
-    for path, record in committed_shards(stream_dir):
-        if position + record.samples > start and position < stop:
-            wanted.append((path, position))
-        position += record.samples
-    for path, first in wanted:
-        for offset, sample in enumerate(iter_samples([path])):
-            if start <= first + offset < stop:
-                yield sample
+class StreamPositions:
+    """Samples by position in a static stream's commit order, its shard list read once.
+
+    The content stream is written before the transfer plans its units (it is static), so the list
+    taken when an actor starts covers every unit; listing it per unit would cost every unit a pass
+    over the whole manifest.
+    """
+
+    def __init__(self, stream_dir: Path):
+        shards = committed_shards(stream_dir)
+        self._paths = [path for path, _ in shards]
+        self._starts = list(accumulate((record.samples for _, record in shards), initial=0))
+
+    def read(self, start: int, stop: int) -> Iterator[dict]:
+        """Samples at positions [start, stop), reading only the shards that hold them."""
+        first = bisect_right(self._starts, start) - 1
+        for path, shard_start in zip(self._paths[first:], self._starts[first:]):
+            if shard_start >= stop:
+                return
+            for offset, sample in enumerate(iter_samples([path])):
+                if start <= shard_start + offset < stop:
+                    yield sample
 
 
 def wait_for_style_pool(style_dir: Path, pool_units: list[str], timeout_s: float, poll_s: float = 1.0) -> list[dict]:
@@ -67,9 +80,9 @@ def wait_for_style_pool(style_dir: Path, pool_units: list[str], timeout_s: float
         DatagenError: when the pool units are not all committed within ``timeout_s``.
     """
     deadline = time.monotonic() + timeout_s
+    progress = UnitTracker(style_dir)
     while True:
-        progress = Manifest(style_dir).unit_progress()
-        missing = [unit for unit in pool_units if not (unit in progress and progress[unit].done)]
+        missing = [unit for unit in pool_units if not progress.refresh().is_done(unit)]
         if not missing:
             break
         if time.monotonic() > deadline:
@@ -96,14 +109,14 @@ class TransferActor:
 
     def __init__(self, config: TransferStageConfig, store: StoreRef, pool_units: list[str], device: str, writer_id: str):
         self.config = config
-        self.content_dir = store.stream_dir(config.content_stream)
+        self.contents = StreamPositions(store.stream_dir(config.content_stream))
         gatys = config.gatys
         self.features = load_vgg_features(gatys.vgg_weights, [*gatys.style_layers, *gatys.content_layers], pick_device(device))
         self.pool = wait_for_style_pool(store.stream_dir(config.style_stream), pool_units, config.style_wait_timeout_s)
         self.writer = UnitWriter(store, config.stream, writer_id)
 
     def _samples(self, unit: TransferUnit, start: int) -> Iterator[dict]:
-        contents = read_range(self.content_dir, unit.start + start, unit.stop)
+        contents = self.contents.read(unit.start + start, unit.stop)
         pairs = ((content, pick_style(self.pool, content["__key__"], self.config.gatys.seed)) for content in contents)
         return transfer_samples(pairs, self.features, self.config.gatys)
 

@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from shards.config import StoreRef
-from shards.manifest import Manifest
+from shards.manifest import UnitTracker
 from shards.writer import ShardWriter
 
 
@@ -24,7 +24,8 @@ class UnitWriter:
     """One actor's shard writer: opened on demand, writing whole work units, counting its commits.
 
     A unit resumes after the samples the manifest already holds for it, whichever writer
-    committed them, so a unit is never duplicated however often it is retried.
+    committed them, so a unit is never duplicated however often it is retried. The manifest is
+    followed, not re-read: each unit parses only the lines committed since the previous one.
     """
 
     def __init__(self, store: StoreRef, stream: str, writer_id: str):
@@ -34,6 +35,7 @@ class UnitWriter:
         self._limits = dict(max_samples=store.max_samples_per_shard, max_bytes=store.max_bytes_per_shard)
         self._writer: ShardWriter | None = None
         self._committed = self._reported = 0
+        self._progress = UnitTracker(self.stream_dir)
 
     def _count_commit(self, record) -> None:
         # Runs on the writer's committer thread; an int increment is atomic enough for a counter.
@@ -45,7 +47,7 @@ class UnitWriter:
         started, images = time.perf_counter(), 0
         if self._writer is None:  # again after close, so the pool can hand out more units
             self._writer = ShardWriter(*self._writer_args, **self._limits, on_commit=self._count_commit)
-        progress = Manifest(self.stream_dir).unit_progress().get(unit_id)
+        progress = self._progress.refresh().get(unit_id)
         if progress is None or not progress.done:
             for sample in make_samples(progress.samples if progress else 0):
                 self._writer.write(sample, unit=unit_id)

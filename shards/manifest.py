@@ -142,16 +142,11 @@ class Manifest:
             os.close(descriptor)  # closing releases the lock
 
     def unit_progress(self) -> dict[str, UnitProgress]:
-        """Committed samples and completion per work unit (the resume state of generation)."""
-        samples: Counter[str] = Counter()
-        done: set[str] = set()
-        for record in self.records():
-            samples.update(record.work_units)
-            done.update(record.units_done)
-        return {
-            unit: UnitProgress(samples=samples[unit], done=unit in done)
-            for unit in samples.keys() | done
-        }
+        """Committed samples and completion per work unit (the resume state of generation).
+
+        A one-off read of the whole manifest; code that asks again and again keeps a UnitTracker.
+        """
+        return UnitTracker(self.stream_dir).refresh().progress()
 
 
 class ManifestFollower:
@@ -163,16 +158,57 @@ class ManifestFollower:
 
     def poll(self) -> list[ManifestRecord]:
         """Shard records committed since the last poll."""
+        return [record for record in self.poll_records() if record.kind == "shard"]
+
+    def poll_records(self) -> list[ManifestRecord]:
+        """Every record (shard and units lines) committed since the last poll, reading only the new bytes."""
         lines, end = read_complete_lines(self.manifest.path, self.offset)
         records, start = [], self.offset
         for line in lines:
             records.append(parse_line(line, f"{self.manifest.path} (line at byte {start})"))
             start += len(line) + 1
         self.offset = end  # only past lines that parsed: a bad line is reported again, never skipped
-        return [record for record in records if record.kind == "shard"]
+        return records
 
     def state_dict(self) -> dict[str, int]:
         return {"offset": self.offset}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.offset = int(state["offset"])
+
+
+class UnitTracker:
+    """Work-unit progress of one stream, built once and then advanced from the manifest's end.
+
+    ``refresh`` parses only the lines committed since the last one (through a ManifestFollower's
+    offset), so asking about a unit costs the same at a job's first unit as at its hundred-thousandth;
+    re-reading the whole manifest per unit would make a job quadratic in its size. Lines of every
+    writer count, so a unit another writer committed (or half-committed before it died) is seen.
+    Nothing is read before the first ``refresh``.
+    """
+
+    def __init__(self, stream_dir: Path):
+        self.follower = ManifestFollower(stream_dir)
+        self._samples: Counter[str] = Counter()
+        self._done: set[str] = set()
+
+    def refresh(self) -> "UnitTracker":
+        """Take in the lines committed since the last refresh; return self."""
+        for record in self.follower.poll_records():
+            self._samples.update(record.work_units)
+            self._done.update(record.units_done)
+        return self
+
+    def get(self, unit: str) -> UnitProgress | None:
+        """The unit's progress as of the last refresh, None if no line names it."""
+        if unit not in self._samples and unit not in self._done:
+            return None
+        return UnitProgress(samples=self._samples[unit], done=unit in self._done)
+
+    def is_done(self, unit: str) -> bool:
+        return unit in self._done
+
+    def progress(self) -> dict[str, UnitProgress]:
+        """Every unit a line names, with its progress as of the last refresh."""
+        return {unit: UnitProgress(samples=self._samples[unit], done=unit in self._done)
+                for unit in self._samples.keys() | self._done}
