@@ -4,7 +4,7 @@ Line 1 is ``v1.2 <samples>``; then one line per sample listing, for each of its 
 archive order, ``<ext> <data offset> <size> <member name>``.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shards.errors import ShardError
 from shards.sample import IMAGE_EXTENSIONS, split_member_name
@@ -14,19 +14,22 @@ INDEX_VERSION = "v1.2"
 
 @dataclass(frozen=True)
 class IndexMember:
-    """One tar member as the index records it."""
+    """One tar member as the index records it.
+
+    ``key`` and ``extension`` are split from the name once: a reader's start checks every member of
+    every shard of a stream, millions of them, each asked for both more than once.
+    """
 
     name: str
     offset: int
     size: int
+    key: str = field(init=False, repr=False, compare=False)
+    extension: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        return split_member_name(self.name)[0]
-
-    @property
-    def extension(self) -> str:
-        return split_member_name(self.name)[1]
+    def __post_init__(self) -> None:
+        key, extension = split_member_name(self.name)
+        object.__setattr__(self, "key", key)  # frozen: set once, here
+        object.__setattr__(self, "extension", extension)
 
 
 def group_by_sample(members: list[IndexMember]) -> list[list[IndexMember]]:
@@ -82,8 +85,8 @@ def parse_index(text: str, where: str) -> list[list[IndexMember]]:
         if not parts or len(parts) % 4:
             raise ShardError(f"{where}:{number}: not an index line ('<ext> <offset> <size> <member name>' per member)")
         members = []
-        for start in range(0, len(parts), 4):
-            extension, offset, size, name = parts[start : start + 4]
+        fields = iter(parts)
+        for extension, offset, size, name in zip(fields, fields, fields, fields):  # four at a time
             if not (offset.isdecimal() and size.isdecimal()):
                 raise ShardError(f"{where}:{number}: member offsets and sizes must be decimal numbers")
             member = IndexMember(name, int(offset), int(size))

@@ -155,6 +155,8 @@ class ManifestFollower:
     def __init__(self, stream_dir: Path, offset: int = 0):
         self.manifest = Manifest(stream_dir)
         self.offset = offset
+        # Line numbers for messages, known when following from the start (a saved offset has none).
+        self._lines_read: int | None = 0 if offset == 0 else None
 
     def poll(self) -> list[ManifestRecord]:
         """Shard records committed since the last poll."""
@@ -164,10 +166,14 @@ class ManifestFollower:
         """Every record (shard and units lines) committed since the last poll, reading only the new bytes."""
         lines, end = read_complete_lines(self.manifest.path, self.offset)
         records, start = [], self.offset
-        for line in lines:
-            records.append(parse_line(line, f"{self.manifest.path} (line at byte {start})"))
+        for number, line in enumerate(lines, 1):
+            where = (f"{self.manifest.path}:{self._lines_read + number}" if self._lines_read is not None
+                     else f"{self.manifest.path} (line at byte {start})")
+            records.append(parse_line(line, where))
             start += len(line) + 1
         self.offset = end  # only past lines that parsed: a bad line is reported again, never skipped
+        if self._lines_read is not None:
+            self._lines_read += len(lines)
         return records
 
     def state_dict(self) -> dict[str, int]:
@@ -175,6 +181,7 @@ class ManifestFollower:
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.offset = int(state["offset"])
+        self._lines_read = 0 if self.offset == 0 else None
 
 
 class UnitTracker:
