@@ -12,6 +12,7 @@ from pathlib import Path
 from cluster.config import config_hash, load_config, resolved_yaml, save_resolved
 from cluster.correlation_cli import ANALYSE_HANDLERS, add_analyse_commands
 from cluster.errors import ClusterError, ConfigError
+from cluster.explain_cli import EXPLAIN_HANDLERS, add_explain_command
 from cluster.jobs_cli import CLUSTER_ADDRESS_HELP, JOB_HANDLERS, add_jobs_commands
 from cluster.progress import console, progress_bar, summary_tables
 from cluster.strategy_cli import STRATEGY_HANDLERS, add_strategy_commands
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_jobs_commands(commands, _add_config_arguments)
     add_strategy_commands(commands, _add_config_arguments)
     add_analyse_commands(commands, _add_config_arguments)
+    add_explain_command(commands, _whole_number)
     return parser
 
 
@@ -379,6 +381,7 @@ HANDLERS = {
     **JOB_HANDLERS,
     **STRATEGY_HANDLERS,
     **ANALYSE_HANDLERS,
+    **EXPLAIN_HANDLERS,
 }
 
 

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 
 from cluster.config import MAX_NAME_CHARS
 from cluster.errors import ConfigError
+from cluster.explain_config import ExplainConfig
 from cluster.strategy_search_config import StrategyGrid, grid_strategies
 from datagen.directions_config import DirectionsConfig
 from datagen.generators.cvae_config import CvaeTrainConfig
@@ -84,6 +85,10 @@ class ExperimentConfig(BaseModel):
     irm: ObjectiveConfig = Field(default_factory=lambda: ObjectiveConfig(name="irm", irm_weight=10.0, irm_anneal_steps=50))
     search: BoundSearchConfig | None = Field(default=None, description="choose the interventional strategy by the causal bound; "
                                              "None: use interventional as written")
+    explain: ExplainConfig = Field(default_factory=lambda: ExplainConfig(device="cpu"), description=(
+        "the report's explanations of every classifier on the validation split (explanations.py): E[|grad|] along "
+        "background colour with its permutation test, and GradCAM's IoU with the stroke masks; stream and colours are "
+        "the experiment's own (validation, class colour to another class's)"))
 
     @field_validator("arms")
     @classmethod

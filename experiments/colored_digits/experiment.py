@@ -5,7 +5,8 @@ data splits -> shards (``genint prepare``'s code) -> CVAE -> directions -> the o
 from datagen actors -> with ``search``, the original arm, then the causal-bound search on the
 validation stream that chooses the interventional strategy -> the interventional stream -> per arm
 and seed, a DeepSpeed classifier on Ray Train reading its streams through DALI -> evaluation on
-both test streams -> the correlation analysis of the streams -> the report.
+both test streams -> the correlation analysis of the streams -> the explanations of every classifier
+(E[|grad|] along background colour, GradCAM IoU) on the validation split -> the report.
 """
 
 from functools import partial
@@ -21,6 +22,7 @@ from cluster.run import prepare_generation, prepare_streams
 from experiments.colored_digits.analyses import CORRELATION_FILE, SEARCH_DIR, analyse_correlation, choose_interventional_strategy
 from experiments.colored_digits.config import ExperimentConfig
 from experiments.colored_digits.data import write_experiment_data
+from experiments.colored_digits.explanations import EXPLAIN_DIR, explain_arms
 from experiments.colored_digits.jobs import GENERATED_STREAMS, ORIGINAL_STREAM, TEST_STREAMS, arm_job, data_dir, data_job
 from experiments.colored_digits.report import SAMPLES_PNG, ArmRun, ExperimentReport, build_report, markdown, rich_tables
 from experiments.harness.arms import ARMS_DIR, EXPERIMENT_CONFIG_FILE, TrainedArm, run_arms, start_run_dir
@@ -31,7 +33,7 @@ from trainers.models import load_classifier
 # Every top-level entry the experiment writes in its run directory (temporary names included):
 # `--fresh` deletes the directory only when it holds nothing else.
 RUN_DIR_LAYOUT = (EXPERIMENT_CONFIG_FILE, "config.yaml", "config.sha256", "data", "data.tmp", "shards", ARMS_DIR,
-                  "generator*", "directions*", "report.*", f"{SAMPLES_PNG}*", SEARCH_DIR, f"{CORRELATION_FILE}*")
+                  "generator*", "directions*", "report.*", f"{SAMPLES_PNG}*", SEARCH_DIR, f"{CORRELATION_FILE}*", EXPLAIN_DIR)
 
 
 def _generate_stream(experiment: ExperimentConfig, stream: str, digest: str) -> None:
@@ -71,7 +73,8 @@ def run_experiment(experiment: ExperimentConfig, fresh: bool = False) -> Experim
         _generate_stream(experiment, "interventional", digest)
         runs = run_arms_of(experiment.arms)  # the original arm's are reused
     correlation = analyse_correlation(experiment, [ORIGINAL_STREAM, *GENERATED_STREAMS], experiment.interventional)
-    report = build_report(experiment, palette, runs, search, correlation)
+    explanations = explain_arms(experiment, palette, runs)
+    report = build_report(experiment, palette, runs, search, correlation, explanations)
     write_report(markdown(report), report, experiment.output_dir)
     return report
 
@@ -79,5 +82,5 @@ def run_experiment(experiment: ExperimentConfig, fresh: bool = False) -> Experim
 def run(experiment: ExperimentConfig, fresh: bool) -> list[RenderableType]:
     """``run_experiment``, then what the console shows: the tables, the verdict and where the report is."""
     report = run_experiment(experiment, fresh)
-    return [*rich_tables(report), f"verdict: {report.verdict}",
+    return [*rich_tables(report), f"verdict: {report.verdict}", f"explanations: {report.explanations.verdict}",
             f"report: {experiment.output_dir / REPORT_MD} (and report.json, samples: {report.samples_png})"]

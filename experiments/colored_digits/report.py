@@ -1,6 +1,7 @@
 """The experiment's report: the generated streams' fidelity against its goals, the causal bound of
 every searched strategy and the chosen one, the correlation analysis, accuracy per arm beside the
-paper's Table 5, and a PNG grid of samples, written as Markdown, JSON and PNG."""
+paper's Table 5, each arm's explanations (E[|grad|] along background colour, GradCAM IoU), and a
+PNG grid of samples, written as Markdown, JSON and PNG."""
 
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from rich.table import Table
 from datagen.generators.cvae_training import load_stream_images
 from experiments.colored_digits.analyses import BoundSummary, CorrelationSummary
 from experiments.colored_digits.config import ArmName, ExperimentConfig
+from experiments.colored_digits.explanations import ExplanationSummary
 from experiments.colored_digits.jobs import GENERATED_STREAMS, ORIGINAL_STREAM
 from experiments.colored_digits.palette import BackgroundColour, Palette
 from experiments.harness.fidelity import FidelityGoal, StreamFidelity, fidelity_header, fidelity_rows, stream_fidelity
@@ -76,6 +78,7 @@ class ExperimentReport(BaseModel):
     arms: list[ArmSummary]
     verdict: str
     samples_png: str
+    explanations: ExplanationSummary | None = None  # None: a report made before the explanations existed
 
 
 def summarise_arm(arm: str, runs: list[ArmRun]) -> ArmSummary:
@@ -110,7 +113,7 @@ def verdict(arms: list[ArmSummary]) -> str:
 
 
 def build_report(experiment: ExperimentConfig, palette: Palette, runs: list[ArmRun], search: BoundSummary | None,
-                 correlation: CorrelationSummary) -> ExperimentReport:
+                 correlation: CorrelationSummary, explanations: ExplanationSummary | None = None) -> ExperimentReport:
     arms = [summarise_arm(arm, [run for run in runs if run.arm == arm]) for arm in experiment.arms]
     size = experiment.data.image_size
     images = {stream: load_stream_images(experiment.store_dir / stream, size) for stream in (ORIGINAL_STREAM, *GENERATED_STREAMS)}
@@ -121,7 +124,7 @@ def build_report(experiment: ExperimentConfig, palette: Palette, runs: list[ArmR
                for stream, (pixels, labels) in images.items()]
     return ExperimentReport(name=experiment.name, colours_per_class=palette.colours_per_class, nuisance=nuisance.name,
                             streams=streams, strategy_search=search, correlation=correlation, arms=arms, verdict=verdict(arms),
-                            samples_png=str(destination))
+                            samples_png=str(destination), explanations=explanations)
 
 
 def _arm_rows(report: ExperimentReport) -> list[list[str]]:
@@ -135,6 +138,32 @@ def _arm_rows(report: ExperimentReport) -> list[list[str]]:
 ARM_HEADER = ["arm", "confounded test %", "causal test %", "seeds", "paper confounded %", "paper causal %"]
 BOUND_HEADER = ["strategy", "log P(x|z) per real image", "chosen"]
 CORRELATION_HEADER = ["stream", "held-out images", "label accuracy from predicted nuisances, x chance"]
+EXPLANATION_HEADER = ["arm", "E[|grad|] along background colour", "p-value per seed", "significant seeds", "GradCAM IoU"]
+
+
+def _explanation_rows(explanations: ExplanationSummary) -> list[list[str]]:
+    return [[ARM_TITLES[arm.arm], f"{arm.gradient_mean:.4f} ± {arm.gradient_std:.4f}",
+             ", ".join(f"{p:.3g}" for p in arm.p_values), f"{arm.significant_seeds}/{len(arm.p_values)}",
+             f"{arm.iou_mean:.3f} ± {arm.iou_std:.3f}"] for arm in explanations.arms]
+
+
+def _explanation_lines(report: ExperimentReport) -> list[str]:
+    explanations = report.explanations
+    if explanations is None:
+        return []
+    root = Path(report.samples_png).parent
+    lines = [f"Explanations on {explanations.images} validation digits (seed 004, local interventional explanations): each "
+             f"digit's background moves in {explanations.steps} steps from its class's training colour to another class's, "
+             f"and E[|grad|] is the mean absolute change per step of the classifier's {explanations.output} of the label "
+             f"(Fornberg finite differences); its p-value is two-sided from {explanations.permutations} shuffles of the steps "
+             f"(significant below {explanations.level}). GradCAM at {explanations.gradcam_layer}: the IoU of each map "
+             f"thresholded at {explanations.gradcam_threshold} of its maximum with the digit's stroke mask (seed 001's "
+             "reproduction). Mean ± sample std over classifier seeds.", ""]
+    lines += markdown_table(EXPLANATION_HEADER, _explanation_rows(explanations))
+    lines += ["", f"**Explanations:** {explanations.verdict}.", ""]
+    for arm in explanations.arms:
+        lines += [f"![GradCAM, {ARM_TITLES[arm.arm]}]({Path(arm.gradcam_png).relative_to(root)})", ""]
+    return lines
 
 
 def _bound_rows(search: BoundSummary) -> list[list[str]]:
@@ -172,7 +201,7 @@ def markdown(report: ExperimentReport) -> str:
     lines += ["", "Accuracy, mean ± sample std over classifier seeds, beside the paper's Table 5 (Colored MNIST). "
               "Nothing was chosen on the causal test.", ""]
     lines += markdown_table(ARM_HEADER, _arm_rows(report))
-    lines += ["", f"**Verdict:** {report.verdict}.", "", f"![samples]({Path(report.samples_png).name})", ""]
+    lines += ["", f"**Verdict:** {report.verdict}.", "", *_explanation_lines(report), f"![samples]({Path(report.samples_png).name})", ""]
     return "\n".join(lines)
 
 
@@ -182,4 +211,6 @@ def rich_tables(report: ExperimentReport) -> list[Table]:
         tables.append(rich_table(f"Causal bound on {report.strategy_search.real_stream!r}", BOUND_HEADER, _bound_rows(report.strategy_search)))
     tables += [rich_table("Correlation analysis (Fig. 3)", CORRELATION_HEADER, _correlation_rows(report.correlation)),
                rich_table("Colored Digits (Table 5)", ARM_HEADER, _arm_rows(report))]
+    if report.explanations is not None:
+        tables.append(rich_table("Explanations (validation)", EXPLANATION_HEADER, _explanation_rows(report.explanations)))
     return tables
