@@ -221,15 +221,14 @@ class ShardWriter:
     def _recover(self) -> int:
         """Remove this writer's uncommitted files (temp files, shards renamed but never added to
         the manifest) and return the next sequence number."""
-        mine = [r for r in self.manifest.shards() if r.writer == self.writer_id]
-        committed = {r.name.removesuffix(".tar") for r in mine}
+        mine = [r for r in self.manifest.records() if r.writer == self.writer_id]  # one pass over the manifest
+        committed = {r.name.removesuffix(".tar") for r in mine if r.kind == "shard"}
         prefix = f"{self.stream}-{self.writer_id}-"
         for path in self.stream_dir.glob(prefix + "*"):
             stem = path.name.split(".", 1)[0]
             if stem not in committed or path.name.endswith(TEMP_SUFFIX):
                 path.unlink()
-        seqs = [r.seq for r in self.manifest.records() if r.writer == self.writer_id]
-        return max(seqs, default=-1) + 1
+        return max((r.seq for r in mine), default=-1) + 1
 
     def write(self, sample: dict[str, Any], unit: str | None = None) -> None:
         """Validate and write one sample (raises SampleError and writes nothing if invalid)."""
