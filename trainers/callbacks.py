@@ -16,7 +16,12 @@ from trainers.batches import StreamStats
 
 @dataclass
 class StepReport:
-    """One rank's step: what it read, how long it took and the losses (Eq. 1 terms)."""
+    """One rank's step: what it read, how long it took and the losses (Eq. 1 terms).
+
+    In the training loop ``trainers.step.train_step`` leaves the losses and extra figures on the
+    device as 0-d tensors; ``trainers.step.read_back`` turns them into floats before a report leaves
+    the worker.
+    """
 
     step: int
     rank: int

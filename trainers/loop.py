@@ -13,7 +13,7 @@ from trainers.callbacks import CheckpointReport, WorkerReport
 from trainers.config import StreamConfig, TrainConfig
 from trainers.engine import build_engine, memory_format, seed_everything
 from trainers.objectives import build_objective
-from trainers.step import train_step
+from trainers.step import read_back, train_step
 
 # Sends one of this rank's reports to the driver (a collective in Ray Train: every rank, same steps).
 Emit = Callable[[WorkerReport], None]
@@ -62,6 +62,8 @@ def _stop_agreed(should_stop: ShouldStop | None, device: torch.device) -> bool:
         return False
     flag = torch.tensor([float(dist.get_rank() == 0 and should_stop())], device=device)
     dist.broadcast(flag, src=0)
+    # A host-device sync (on CUDA it waits for the step): every rank must know the answer before
+    # the next step. Only where something can ask to stop (the controller's rescale and stop).
     return bool(flag.item())
 
 
@@ -73,14 +75,16 @@ def _loop(config: TrainConfig, engine, sources: dict[str, BatchSource], checkpoi
     engine.train()
     pending = []
     for step in range(start + 1, config.max_steps + 1):
-        pending.append(train_step(engine, objective, sources, weights, step, rank, layout))
+        pending.append(train_step(engine, objective, sources, weights, step, rank, layout, sync=False))
         stopping = _stop_agreed(should_stop, device)
         saved = None
         if stopping or step % config.checkpoint_every_steps == 0 or step == config.max_steps:
+            # A sync point: saving waits for the device and gathers every rank's state.
             path = checkpoint.save(engine, checkpoint_dir, step, sources, config.keep_checkpoints)
             saved = CheckpointReport(step, path)
         # Every rank reports at the same steps: a report is a collective in Ray Train.
         if saved or step % config.report_every_steps == 0:
+            read_back(pending)  # the steps' losses, all at once: the loop's one sync per report
             emit(WorkerReport(pending, saved))
             pending = []
         if stopping:

@@ -27,11 +27,13 @@ class Segment:
 
 @dataclass
 class ObjectiveOutput:
-    """The loss to backpropagate and the detached per-stream mean cross-entropies."""
+    """The loss to backpropagate, the detached per-stream mean cross-entropies and any extra
+    figures, all left on the device (0-d tensors; a plain float where it is known on the host):
+    reading them here would make the host wait for the device every step."""
 
     loss: torch.Tensor
-    stream_losses: dict[str, float]
-    extra: dict[str, float]
+    stream_losses: dict[str, torch.Tensor]
+    extra: dict[str, torch.Tensor | float]
 
 
 class Objective(Protocol):
@@ -49,7 +51,7 @@ class CrossEntropyMix:
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor, segments: list[Segment], step: int) -> ObjectiveOutput:
         losses = stream_cross_entropies(logits, labels, segments)
         total = sum(s.weight * loss for s, loss in zip(segments, losses))
-        return ObjectiveOutput(total, {s.stream: loss.item() for s, loss in zip(segments, losses)}, {})
+        return ObjectiveOutput(total, {s.stream: loss.detach() for s, loss in zip(segments, losses)}, {})
 
 
 def irm_penalty(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -84,7 +86,7 @@ class InvariantRiskMinimisation:
         loss = mix.loss + penalty_weight * penalty
         if penalty_weight > 1.0:
             loss = loss / penalty_weight
-        return ObjectiveOutput(loss, mix.stream_losses, {"irm_penalty": penalty.item(), "irm_penalty_weight": penalty_weight})
+        return ObjectiveOutput(loss, mix.stream_losses, {"irm_penalty": penalty.detach(), "irm_penalty_weight": penalty_weight})
 
 
 OBJECTIVES: dict[str, Callable[[ObjectiveConfig], Objective]] = {

@@ -1,4 +1,9 @@
-"""One mixed training step: a batch from every stream, one forward, the objective, one update."""
+"""One mixed training step: a batch from every stream, one forward, the objective, one update.
+
+In the training loop the step never waits for the device: its losses stay there as 0-d tensors in
+the ``StepReport`` until ``read_back`` fetches a whole report interval's at once
+(``train.report_every_steps``).
+"""
 
 import copy
 import time
@@ -47,6 +52,7 @@ def train_step(
     step: int,
     rank: int,
     memory_format: torch.memory_format = torch.contiguous_format,
+    sync: bool = True,
 ) -> StepReport:
     """Read, forward, backward and update once; ``step`` is the number of this step (1-based).
 
@@ -56,8 +62,10 @@ def train_step(
         sources: the streams read this step (batch size > 0), in config order.
         weights: each stream's loss weight.
         memory_format: channels_last on CUDA.
+        sync: read the losses back now (a host-device sync). The loop passes False and reads a
+            report interval's losses at once (``read_back``).
     Returns:
-        this rank's report of the step.
+        this rank's report of the step; with ``sync=False`` its losses are still on the device.
     """
     started = time.perf_counter()
     mixed = mix_batches(read_batches(sources), weights)
@@ -71,21 +79,48 @@ def train_step(
     else:
         images = mixed.images.to(parameter.device, parameter.dtype, non_blocking=True)
         images = images.contiguous(memory_format=memory_format)
-        labels = mixed.labels.to(parameter.device, non_blocking=True)
+        labels = mixed.labels
+        if labels.device != parameter.device and parameter.device.type == "cuda":
+            # From pageable memory a copy to the GPU may wait for the stream; from pinned memory it does not.
+            labels = labels.pin_memory()
+        labels = labels.to(parameter.device, non_blocking=True)
         output = objective(engine(images), labels, mixed.segments, step)
         loss, stream_losses, extra = output.loss, output.stream_losses, output.extra
         samples = {segment.stream: segment.stop - segment.start for segment in mixed.segments}
     engine.backward(loss)
     engine.step()
-    return StepReport(
+    report = StepReport(
         step=step,
         rank=rank,
         samples=samples,
         stream_losses=stream_losses,
-        loss=loss.item(),
+        loss=loss.detach(),
+        # Host time: on CUDA the host runs ahead of the device between report steps, so a
+        # report interval's mean is the device's step time.
         step_s=time.perf_counter() - started,
         data_wait_s=data_wait_s,
         lr=engine.get_lr()[0],
         stats={stream: copy.copy(source.stats) for stream, source in sources.items()},
         extra=extra,
     )
+    if sync:
+        read_back([report])
+    return report
+
+
+def read_back(reports: list[StepReport]) -> None:
+    """Replace the device tensors among ``reports``' losses and extra figures by floats, in place.
+
+    A host-device sync: the host waits for the device to finish these steps. One copy for all the
+    reports, so the loop pays it once per report interval, not once per step.
+    """
+    fields = []
+    for report in reports:
+        fields += [(vars(report), "loss")] + [(report.stream_losses, name) for name in report.stream_losses]
+        fields += [(report.extra, name) for name in report.extra]
+    on_device = [(values, name) for values, name in fields if isinstance(values[name], torch.Tensor)]
+    if not on_device:
+        return
+    floats = torch.stack([values[name].float() for values, name in on_device]).tolist()  # the sync
+    for (values, name), value in zip(on_device, floats):
+        values[name] = value
