@@ -5,6 +5,22 @@ for every rank, the sources' positions and the RNG states, so a resumed run cont
 sample sequence. Only rank 0 writes ``client_state``, so the ranks' states are gathered to it
 first. Every rank must call ``save`` and ``restore`` (they are collective).
 
+The sources' states carry ``SOURCE_STATE_VERSION``: a checkpoint whose states are of another
+layout (or from before the layout was versioned) is refused, never misread.
+
+Resuming with another worker count (``genint scale JOB --trainers N``): the weights, step and LR
+schedule resume, and ZeRO's optimizer state when its partition count still fits. A growing
+stream merges the old ranks' per-shard read counts and every new rank reads the unread rest of
+the shards it now owns (``GrowingReader.load_rescaled_state_dicts``), so no sample committed
+before the checkpoint is trained on twice before the stream runs short. A static stream
+restarts: each new rank reads its new part from epoch 0, so what the old ranks had read of the
+interrupted epoch is read again (at most one pass over the stream) and the epoch count and the
+epochs' tar orders start over. Its position is a DALI reader checkpoint tied to one
+``shard_id``/``num_shards`` split, with a shuffle buffer whose content the state does not name,
+so the interrupted epoch's unread samples cannot be picked out for another split. The RNG
+states are per rank; new ranks keep their fresh seeds. Sources without
+``load_rescaled_state_dicts`` (``MemorySource``) restart too.
+
 Everything genint puts in ``client_state`` is plain data (numbers, strings, bytes, lists, dicts,
 tensors), so checkpoints load with ``torch.load(weights_only=True)``. A save ends with a record
 of every file's sha256 and then ``latest``; a restore checks that record before DeepSpeed loads
@@ -14,6 +30,7 @@ anything (``trainers.checkpoint_files``).
 import logging
 import random
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -32,6 +49,24 @@ from trainers.checkpoint_files import (
 from trainers.errors import TrainError
 
 logger = logging.getLogger(__name__)
+
+# The layout of the per-rank source states in ``client_state["ranks"]``. Bump it whenever a source's
+# ``state_dict`` changes shape (DaliBatchSource, its readers and decode stage, MemorySource), so a
+# checkpoint of the old layout is refused instead of misread. Checkpoints without the field hold
+# version 1 (before rescaled runs kept the growing streams' positions).
+SOURCE_STATE_VERSION = 2
+
+
+@runtime_checkable
+class RescalableSource(Protocol):
+    """A batch source that can continue from the states of a run with another worker count."""
+
+    def load_rescaled_state_dicts(self, states: list[dict]) -> bool:
+        """Take up this rank's part of what every old rank's ``state_dict`` says was read.
+
+        Returns:
+            True when the stream continues where the old ranks left it, False when it starts afresh.
+        """
 
 
 def rng_state() -> dict:
@@ -69,7 +104,7 @@ def save(engine, directory: Path, step: int, sources: dict[str, BatchSource], ke
     tag = tag_name(step)
     # save_latest=False: ``latest`` moves only once the record below vouches for every file, so a
     # kill mid-save leaves ``latest`` on the previous complete checkpoint.
-    engine.save_checkpoint(str(directory), tag=tag, client_state={"step": step, "ranks": ranks}, save_latest=False)
+    engine.save_checkpoint(str(directory), tag=tag, client_state={"step": step, "source_state_version": SOURCE_STATE_VERSION, "ranks": ranks}, save_latest=False)
     # save_checkpoint returns once this rank wrote its part; wait for all before recording and pruning.
     dist.barrier()
     if dist.get_rank() == 0:
@@ -100,13 +135,14 @@ def restore(engine, directory: Path, sources: dict[str, BatchSource]) -> int:
     """Load the newest checkpoint in ``directory`` if there is one. Returns its step (0: none).
 
     Rank 0 checks ``latest`` and the step's record and tells every rank the verdict, so all load the
-    same step or all raise the same error. With another worker count than the checkpoint's, the
-    weights, step and LR schedule resume; ZeRO's optimizer state does not (DeepSpeed cannot
-    repartition it), nor do the data positions.
+    same step or all raise the same error. With the checkpoint's worker count every source and RNG
+    continues exactly. With another count (see the module doc) the weights, step and LR schedule
+    resume, ZeRO's optimizer state only if its partitions still fit (DeepSpeed cannot repartition
+    it), growing streams continue with their unread samples and static streams restart their epoch.
 
     Raises:
         TrainError: ``latest`` or a file of the step it names fails the checks (not written by genint,
-            changed since, outside the directory).
+            changed since, outside the directory), or its source states are of another version.
     """
     verdict = [_checked_latest(directory) if dist.get_rank() == 0 else None]
     dist.broadcast_object_list(verdict, src=0)
@@ -121,17 +157,38 @@ def restore(engine, directory: Path, sources: dict[str, BatchSource]) -> int:
     path, client_state = engine.load_checkpoint(str(directory), tag=tag_dir.name, load_optimizer_states=keep_optimizer)
     if path is None:
         return 0
+    _check_source_state_version(tag_dir, client_state)
     ranks = client_state["ranks"]
-    rank = dist.get_rank()
     if len(ranks) == dist.get_world_size():
-        local = ranks[rank]
+        local = ranks[dist.get_rank()]
         for name, source in sources.items():
             if name in local["sources"]:
                 source.load_state_dict(local["sources"][name])
         set_rng_state(local["rng"])
-    elif rank == 0:
-        # Data positions belong to a sharding by world size; with another size the loaders
-        # start their streams afresh (model, LR schedule and step still resume).
-        logger.warning("checkpoint %s was written by %d workers, now %d: loaders restart%s", path, len(ranks),
-                       dist.get_world_size(), "" if keep_optimizer else ", ZeRO optimizer state restarts")
+    else:
+        _restore_rescaled(tag_dir, ranks, sources, keep_optimizer)
     return client_state["step"]
+
+
+def _check_source_state_version(tag_dir: Path, client_state: dict) -> None:
+    version = client_state.get("source_state_version", 1)
+    if version != SOURCE_STATE_VERSION:
+        raise TrainError(
+            f"checkpoint {tag_dir}: its data positions are source-state version {version}, this genint reads "
+            f"version {SOURCE_STATE_VERSION}; resume it with the genint that wrote it, or move {tag_dir.parent} "
+            "away to train from the start"
+        )
+
+
+def _restore_rescaled(tag_dir: Path, ranks: list[dict], sources: dict[str, BatchSource], keep_optimizer: bool) -> None:
+    """Give this rank its part of the old ranks' source states (a run saved by another worker count)."""
+    restarted = []
+    for name, source in sources.items():
+        saved = [old["sources"][name] for old in ranks if name in old["sources"]]
+        if not (saved and isinstance(source, RescalableSource) and source.load_rescaled_state_dicts(saved)):
+            restarted.append(name)
+    if dist.get_rank() == 0:
+        continued = sorted(set(sources) - set(restarted))
+        logger.warning("checkpoint %s was written by %d workers, now %d: %s continue with their unread samples, "
+                       "%s restart%s", tag_dir, len(ranks), dist.get_world_size(), continued or "no streams",
+                       sorted(restarted) or "no streams", "" if keep_optimizer else "; ZeRO optimizer state restarts")

@@ -12,6 +12,11 @@ Shard i in commit order belongs to rank ``i % world_size``, so ranks read disjoi
 Within a rank, each draw picks a shard with probability proportional to its unread samples
 and takes that shard's next sample in a fixed per-shard permutation: shards written by one
 generator often hold a single class, and this mixes classes across the whole backlog.
+
+A shard's permutation follows from the stream's seed and the shard's commit position alone,
+never from the rank reading it, so its read count names the same samples on any rank: a run
+rescaled to another world size merges the old ranks' counts and each new rank reads the unread
+rest of the shards it now owns (``load_rescaled_state_dicts``).
 """
 
 import os
@@ -70,7 +75,8 @@ class GrowingReader:
         stream_dir: the stream's directory.
         rank, world_size: this reader's shards are those at commit position ``rank`` modulo
             ``world_size``.
-        seed: seed of the draw order.
+        seed: the stream's seed, the same on every rank: it fixes each shard's sample order, and
+            with the rank this reader's draw order.
     """
 
     def __init__(self, stream_dir: Path, rank: int, world_size: int, seed: int):
@@ -97,7 +103,7 @@ class GrowingReader:
             self.damaged.append(DamagedShard(path, record, str(error)))
             return
         images, labels, keys = _locations(samples)
-        order = np.random.default_rng([self.seed, self.rank, position]).permutation(len(keys))
+        order = np.random.default_rng([self.seed, position]).permutation(len(keys))  # rank-free: see the module doc
         self._shards.append(_Shard(record.name, path, images, labels, keys, order))
 
     def poll(self) -> None:
@@ -169,16 +175,37 @@ class GrowingReader:
 
     def load_state_dict(self, state: dict) -> None:
         """Rebuild the shard list from the manifest up to the saved offset and restore the counts."""
+        self._rebuild(state["shards_seen"], state["manifest_offset"], state["read"])
+        self._rng.bit_generator.state = state["rng"]
+
+    def load_rescaled_state_dicts(self, states: list[dict]) -> None:
+        """Continue from the states that every rank of a run with another world size saved.
+
+        The old ranks read disjoint shards, so their per-shard read counts merge into one count per
+        shard of the stream; this reader takes the shards it owns under its own rank and world size,
+        each from the first sample no old rank read. The manifest position is the furthest old
+        rank's (a shard it saw that its old owner had not polled yet is simply unread); shards
+        committed after that come in at the next ``poll``. The draw order starts afresh from the seed.
+        """
+        read: dict[str, int] = {}
+        for state in states:
+            read.update(state["read"])
+        assert len(read) == sum(len(state["read"]) for state in states), "old ranks' shards overlap"
+        furthest = max(states, key=lambda state: state["shards_seen"])
+        self._rebuild(furthest["shards_seen"], furthest["manifest_offset"], read)
+        self._rng = np.random.default_rng([self.seed, self.rank])
+
+    def _rebuild(self, shards_seen: int, manifest_offset: int, read: dict[str, int]) -> None:
+        """Take in the manifest's first ``shards_seen`` shards, follow it from ``manifest_offset``
+        and set each own shard's read count (0 for a shard ``read`` does not name)."""
         self.close()
         self._follower = ManifestFollower(self.stream_dir)
         self._shards_seen, self._shards, self.damaged = 0, [], []
-        records = Manifest(self.stream_dir).shards()[: state["shards_seen"]]
-        for record in records:
+        for record in Manifest(self.stream_dir).shards()[:shards_seen]:
             self._add(record)
-        self._follower.load_state_dict({"offset": state["manifest_offset"]})
+        self._follower.load_state_dict({"offset": manifest_offset})
         for shard in self._shards:
-            shard.read = state["read"][shard.name]
-        self._rng.bit_generator.state = state["rng"]
+            shard.read = read.get(shard.name, 0)
 
     def close(self) -> None:
         for handle in self._files.values():
