@@ -1,44 +1,68 @@
-"""Reading a static stream (written once) with DALI's webdataset reader.
+"""Reading a static stream (written once): one DALI pipeline reads, decodes and augments it.
 
 The shard list comes from the manifest (never from listing the directory), with the store's
 ``.idx`` files, so the reader starts without scanning tars. Each rank reads its own part
 (``shard_id``/``num_shards``), samples are shuffled in a buffer, and the order of tars is
 reshuffled every epoch with a seed shared by all ranks (so the parts stay disjoint).
-The reader only reads bytes; decoding happens in ``DecodeStage``, where bad images can be dropped.
+
+DALI's webdataset reader feeds the decoder inside the same graph and the pipeline prefetches
+``train.data.prefetch_queue_depth`` batches, so the next batch decodes while the model trains on
+this one. To drop an undecodable image (see ``trainers.data.decode``) the graph decodes, per
+sample, either the image read or ``PLACEHOLDER``, as a per-iteration external source says: it
+says "the image" for every sample, except when a failed batch is decoded again from the
+checkpoint taken before it, first with placeholders for all its samples (to get their encoded
+bytes for the probe, with nothing decoded), then for its bad ones only.
 """
 
 import math
 from pathlib import Path
 
-from nvidia.dali import fn, pipeline_def
+import numpy as np
+import torch
+from nvidia.dali import fn, pipeline_def, types
 
 from shards.names import index_file_name
 from shards.reader import check_committed_shards
+from trainers.data.augment import Augment, train_transform
 from trainers.data.bad_data import damaged_shards_error
 from trainers.data.config import LoaderConfig
-from trainers.data.decode import EncodedSample, read_label
+from trainers.data.decode import (
+    PLACEHOLDER,
+    UNDECODABLE,
+    UNREADABLE,
+    UNREADABLE_LABEL,
+    DecodedRows,
+    device_id,
+    is_decodable,
+    read_label,
+    to_torch,
+)
 from trainers.errors import TrainError
 
 _READER = "reader"
 
 
 class StaticReader:
-    """Encoded samples of one rank's part of a static stream, epoch after epoch.
+    """Decoded samples of one rank's part of a static stream, epoch after epoch.
 
-    Position: the DALI reader's checkpoint taken before its current batch, plus how many samples
-    of that batch were handed out; restoring re-reads that batch and drops those.
+    Position: the DALI pipeline's checkpoint taken before its current batch (the reader's place
+    and the augmentation randomness), how many rows of that batch were handed out, and which of its
+    samples were replaced by placeholders; restoring decodes that batch again and drops those rows.
 
     Args:
         stream: stream name (for messages).
         stream_dir: the stream's directory (holds the manifest).
-        batch_size: samples the DALI reader returns per run.
+        batch_size: samples per pipeline batch.
+        augment: the stream's training augmentation.
         loader: threads, shuffle buffer, prefetch depth, bad-sample policy.
+        device: ``cpu`` or ``cuda[:i]``; CUDA decodes with DALI's ``mixed`` decoder.
         rank, world_size: this reader's part of the stream.
-        seed: shuffle seed (tar order is shuffled with ``seed`` on every rank).
+        seed: shuffle seed (tar order is shuffled with ``seed`` on every rank; the sample order and
+            the augmentation randomness with ``seed + rank``).
     """
 
-    def __init__(self, stream: str, stream_dir: Path, batch_size: int, loader: LoaderConfig,
-                 rank: int, world_size: int, seed: int):
+    def __init__(self, stream: str, stream_dir: Path, batch_size: int, augment: Augment, loader: LoaderConfig,
+                 device: str, rank: int, world_size: int, seed: int):
         # The store's reader checks: a damaged shard (missing, truncated, not a regular file, without a
         # valid index, breaking the sample contract) is never handed to DALI, whose reader would fail
         # on it mid-epoch or read whatever its index points at.
@@ -50,7 +74,9 @@ class StaticReader:
         self.stream = stream
         self.damaged_samples = sum(shard.record.samples for shard in damaged)
         self.batch_size = batch_size
+        self.augment = augment
         self.loader = loader
+        self.device = device
         self.rank = rank
         self.world_size = world_size
         self.seed = seed
@@ -58,22 +84,35 @@ class StaticReader:
         self._index_paths = [str(path.with_name(index_file_name(path.name))) for path, _ in intact]
         total = sum(record.samples for _, record in intact)
         self.epoch_samples = math.ceil(total / world_size)
+        self.failed_batches = 0  # batches that took the rebuild-and-probe path
+        self.scheduled = -1  # the last iteration DALI has asked the placeholder source for
+        # Iteration -> samples decoded as placeholders (only a failed batch and its retries have any).
+        self._placeholders: dict[int, list[int]] = {}
+        self._iteration = 0  # the iteration the pending batch came from (or the next run returns)
         self._pipe = self._build(checkpoint=None)
         self._batch_checkpoint = self._pipe.checkpoint()
-        self._pending: list[EncodedSample] = []
+        self._pending: DecodedRows | None = None
         self._taken_from_batch = 0
+
+    def _placeholder_choice(self, info) -> list[np.ndarray]:
+        self.scheduled = max(self.scheduled, info.iteration)
+        placeholders = set(self._placeholders.get(info.iteration, ()))
+        return [np.array(row in placeholders) for row in range(self.batch_size)]
 
     def _build(self, checkpoint: str | None):
         @pipeline_def(
             batch_size=self.batch_size,
-            num_threads=1,  # reading only; decoding threads live in the decode stage
-            device_id=None,
+            num_threads=self.loader.num_threads,
+            device_id=device_id(self.device),
+            # Its first operator, the reader, draws the same seed from it as the reading-only pipeline
+            # before it did, so a stream's sample order is what it was.
             seed=self.seed + self.rank,
             prefetch_queue_depth=self.loader.prefetch_queue_depth,
             enable_checkpointing=True,
+            enable_conditionals=True,
         )
         def pipeline():
-            return tuple(fn.readers.webdataset(
+            encoded, label = fn.readers.webdataset(
                 paths=self._paths,
                 index_paths=self._index_paths,
                 ext=["jpg;png", "cls"],
@@ -85,39 +124,91 @@ class StaticReader:
                 shuffle_after_epoch=True,
                 shuffle_after_epoch_seed=self.seed,
                 name=_READER,
-            ))
+            )
+            # A callable of the iteration: DALI checkpoints it by its iteration count.
+            placeholder = fn.external_source(source=self._placeholder_choice, batch=True, batch_info=True)
+            if placeholder:
+                decoded_input = types.Constant(PLACEHOLDER, device="cpu")
+            else:
+                decoded_input = encoded
+            return train_transform(decoded_input, self.augment, self.loader, self.device), label, encoded
 
         pipe = pipeline(checkpoint=checkpoint)
         pipe.build()
         return pipe
 
+    def _run(self) -> tuple:
+        images, labels, encoded = self._pipe.run()
+        return to_torch(images, self.device), labels, encoded
+
+    def _recover(self, before: str, error: RuntimeError) -> tuple:
+        """Decode the batch that failed again, with placeholders for its undecodable images."""
+        self.failed_batches += 1
+        self._placeholders[self._iteration] = list(range(self.batch_size))
+        self._pipe = self._build(checkpoint=before)
+        _, _, encoded = self._pipe.run()
+        bad = [row for row in range(len(encoded)) if not is_decodable(np.array(encoded[row]), self.device)]
+        if not bad:
+            raise TrainError(f"stream {self.stream}: decoding a batch failed though each image decodes alone: {error}") from error
+        self._placeholders[self._iteration] = bad
+        self._pipe = self._build(checkpoint=before)
+        try:
+            return self._run()
+        except RuntimeError as again:
+            raise TrainError(f"stream {self.stream}: a batch failed again with its undecodable images replaced: {again}") from again
+
     def _read_batch(self) -> None:
-        self._batch_checkpoint = self._pipe.checkpoint()
-        images, labels = self._pipe.run()
-        self._pending = []
-        for i in range(len(images)):
-            where = images[i].source_info()
-            self._pending.append(EncodedSample(images.at(i).copy(), read_label(bytes(labels.at(i)), where), where))
+        # A checkpoint costs ~10 us (DALI keeps one per iteration); it is what a restore and a
+        # failed batch restart from.
+        self._batch_checkpoint = before = self._pipe.checkpoint()
+        self._placeholders = {iteration: rows for iteration, rows in self._placeholders.items() if iteration >= self._iteration}
+        try:
+            images, labels, encoded = self._run()
+        except RuntimeError as error:
+            images, labels, encoded = self._recover(before, error)
+        where = [encoded[row].source_info() for row in range(len(encoded))]
+        values = [read_label(bytes(labels.at(row)), where[row]) for row in range(len(where))]
+        bad = {row: UNDECODABLE for row in self._placeholders.get(self._iteration, ())}
+        bad.update({row: UNREADABLE for row, value in enumerate(values) if value == UNREADABLE_LABEL})
+        self._pending = DecodedRows(images, torch.tensor(values, dtype=torch.int64), where, bad)
         self._taken_from_batch = 0
 
-    def take(self, count: int) -> list[EncodedSample]:
-        """The next ``count`` samples (``UNREADABLE_LABEL`` marks a ``cls`` that is not a class index)."""
-        out: list[EncodedSample] = []
-        while len(out) < count:
-            if self._taken_from_batch == len(self._pending):
-                self._read_batch()
-            end = min(len(self._pending), self._taken_from_batch + count - len(out))
-            out += self._pending[self._taken_from_batch:end]
-            self._taken_from_batch = end
-        return out
+    def take(self, count: int) -> DecodedRows:
+        """The next rows, at most ``count``, of the current batch (the next one once it is used up)."""
+        if self._pending is None or self._taken_from_batch == len(self._pending):
+            if self._pending is not None:
+                self._iteration += 1
+            self._read_batch()
+        start = self._taken_from_batch
+        self._taken_from_batch = min(len(self._pending), start + count)
+        return self._pending.rows(start, self._taken_from_batch)
+
+    @property
+    def pipeline(self):
+        """The DALI pipeline: reader, decoder and augmentation in one graph."""
+        return self._pipe
+
+    @property
+    def batches_ahead(self) -> int:
+        """Batches DALI has been asked to prepare beyond the one being handed out."""
+        current = self._iteration if self._pending is not None else self._iteration - 1
+        return self.scheduled - current
 
     def state_dict(self) -> dict:
-        return {"checkpoint": self._batch_checkpoint, "taken_from_batch": self._taken_from_batch}
+        if self._pending is not None and self._taken_from_batch == len(self._pending):
+            # The common case: the batch is used up, so the position is the next batch's start.
+            checkpoint, iteration, taken = self._pipe.checkpoint(), self._iteration + 1, 0
+        else:
+            checkpoint, iteration, taken = self._batch_checkpoint, self._iteration, self._taken_from_batch
+        return {"checkpoint": checkpoint, "iteration": iteration, "taken_from_batch": taken,
+                "placeholders": list(self._placeholders.get(iteration, []))}
 
     def load_state_dict(self, state: dict) -> None:
+        self._iteration = state["iteration"]
+        self._placeholders = {self._iteration: list(state["placeholders"])} if state["placeholders"] else {}
         self._pipe = self._build(checkpoint=state["checkpoint"])
         self._batch_checkpoint = state["checkpoint"]
-        self._pending, self._taken_from_batch = [], 0
+        self._pending, self._taken_from_batch = None, 0
         if state["taken_from_batch"]:
             self._read_batch()
             self._taken_from_batch = state["taken_from_batch"]
