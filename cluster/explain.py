@@ -29,6 +29,7 @@ from datagen.strategies import intervene
 from shards.errors import ShardError
 from shards.files import write_durably
 from shards.images import read_stream_images
+from shards.reader import stream_dirs
 from trainers.data.config import LoaderConfig
 from trainers.explain.digit_colours import background_colour, colour_sweep, stroke_coverage, stroke_masks
 from trainers.explain.figures import overlay_figure_png, sweep_figure_png
@@ -180,13 +181,16 @@ def stream_images(job: JobConfig, config: ExplainConfig, count: int) -> tuple[to
     """``count`` images of ``explain.stream`` (seeded) as float [0, 1] at the classifier's eval size, and their labels.
 
     Raises:
-        ConfigError: the stream is not in the job's store.
+        ConfigError: the stream is not in the job's store. ShardError: a damaged shard.
     """
     stream_dir = job.store_dir / config.stream
     try:
-        images, labels = read_stream_images(stream_dir, job.train.data.resize_size)
-    except ShardError as error:
-        raise ConfigError(f"explain.stream {config.stream!r}: cannot read {stream_dir} ({error})") from None
+        available = [path.name for path in stream_dirs(job.store_dir) if path != Path(job.store_dir)]
+    except ShardError as error:  # not a directory / no manifest: the job's store holds no streams
+        raise ConfigError(f"explain.stream {config.stream!r}: the store {job.store_dir} holds no streams ({error})") from None
+    if config.stream not in available:
+        raise ConfigError(f"explain.stream {config.stream!r}: not in the store {job.store_dir} (streams there: {', '.join(available)})")
+    images, labels = read_stream_images(stream_dir, job.train.data.resize_size)
     if len(labels) == 0:
         raise ClusterError(f"explain.stream {config.stream!r}: no committed images in {stream_dir}")
     chosen = _seeded_choice(len(labels), count, config.seed)
@@ -330,11 +334,12 @@ def write_property_outputs(explanation: PropertyExplanation, directory: Path, sl
     """``SLUG.json`` (every number), ``SLUG.md`` (the table) and ``SLUG.png`` (outputs and the null), each atomically."""
     directory.mkdir(parents=True, exist_ok=True)
     header, rows = property_rows(explanation)
-    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(row) + " |" for row in rows)]
+    escaped = [column.replace("|", "\\|") for column in header]  # a "|" inside a cell would end it
+    table = ["| " + " | ".join(escaped) + " |", "|" + "---|" * len(header), *("| " + " | ".join(row) + " |" for row in rows)]
     test = explanation.test
     paths = [directory / f"{slug}.json", directory / f"{slug}.md", directory / f"{slug}.png"]
     _write_json(paths[0], explanation.to_dict())
-    write_durably(paths[1], (f"# E[|grad|] along {explanation.property}\n\n" + "\n".join(table) + "\n").encode())
+    write_durably(paths[1], (f"# E[|grad|] of the {explanation.output} along {explanation.property}\n\n" + "\n".join(table) + "\n").encode())
     write_durably(paths[2], sweep_figure_png(explanation.outputs, test.overall_null, test.overall_statistic, test.overall_p_value,
                                              explanation.property, explanation.output))
     return paths

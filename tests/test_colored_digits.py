@@ -7,6 +7,7 @@ report is complete, and a rerun reuses every finished stage.
 """
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ SHORT = [
     "seeds=[0]", "generator.epochs=15",
     "observational.seeds_per_class=40", "interventional.seeds_per_class=20",
     "search.samples_per_class=20", "train.max_steps=150", "train.checkpoint_every_steps=150", "train.report_every_steps=50",
+    "explain.images=8", "explain.permutations=999", "explain.gradcam.images=8",
 ]
 
 
@@ -58,6 +60,12 @@ def test_short_experiment_shows_the_confounding_and_new_colours_and_reuses_its_s
     assert set(correlation) == {"original", "observational", "interventional"}
     assert correlation["original"]["multiple_of_chance"] > 2.0, correlation  # real data: the colour gives the label away
 
+    explained = {arm["arm"]: arm for arm in report["explanations"]["arms"]}  # on the validation split, per arm
+    assert set(explained) == set(ARM_TITLES)
+    for arm in explained.values():
+        assert math.isfinite(arm["gradient_mean"]) and arm["gradient_mean"] >= 0 and 0 <= arm["iou_mean"] <= 1
+        assert all(0 < p <= 1 for p in arm["p_values"]) and Path(arm["gradcam_png"]).is_file()
+
     markdown = (output / REPORT_MD).read_text()
     assert all(title in markdown for title in ARM_TITLES.values()) and "Verdict" in markdown
     with Image.open(output / SAMPLES_PNG) as grid:  # three titled blocks of 2 rows x 10 classes
@@ -70,6 +78,8 @@ def test_short_experiment_shows_the_confounding_and_new_colours_and_reuses_its_s
     assert all(foreign_entries(result.parent, ARM_DIR_LAYOUT) == [] for result in results)
     written = {path: path.stat().st_mtime_ns for path in results}
     manifests = {path: path.read_bytes() for path in output.glob("shards/*/manifest*")}
+    explained_at = (output / "explain" / "summary.json").stat().st_mtime_ns
     assert main(["experiment", str(CONFIG), *_settings(output)]) == 0  # everything is reused
     assert {path: path.stat().st_mtime_ns for path in results} == written
     assert {path: path.read_bytes() for path in output.glob("shards/*/manifest*")} == manifests
+    assert (output / "explain" / "summary.json").stat().st_mtime_ns == explained_at  # the explanations too

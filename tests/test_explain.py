@@ -10,7 +10,7 @@ from cluster.explain import direction_latents
 from datagen.directions import Directions
 from experiments.colored_digits.painter import digit_strokes, paint
 from trainers.explain.digit_colours import background_colour, colour_sweep, stroke_coverage
-from trainers.explain.fornberg import derivative_matrix, fornberg_weights
+from trainers.explain.fornberg import derivative_matrix, derivative_stencils, differentiate, fornberg_weights
 from trainers.explain.gradcam import default_layer, find_layer, gradcam, mask_iou
 from trainers.explain.gradient import expected_gradient_magnitude, permutation_test, two_sided_p_value
 from trainers.explain.sanity import sanity_verdicts
@@ -41,6 +41,8 @@ def test_the_derivative_matrix_is_exact_for_polynomials_of_its_accuracy_at_every
     x = np.arange(12) * 0.25
     matrix = derivative_matrix(12, spacing=0.25, accuracy=accuracy)
     assert np.allclose(matrix @ x**accuracy, accuracy * x ** (accuracy - 1), atol=1e-8)
+    sweeps = np.random.default_rng(accuracy).random((3, 2, 12))  # the sliced form the test uses is the same operator
+    assert np.allclose(differentiate(sweeps, derivative_stencils(12, 0.25, accuracy)), sweeps @ matrix.T)
 
 
 def test_expected_gradient_magnitude_of_a_linear_output_is_its_slope():

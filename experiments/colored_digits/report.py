@@ -159,7 +159,8 @@ def _explanation_lines(report: ExperimentReport) -> list[str]:
              f"(significant below {explanations.level}). GradCAM at {explanations.gradcam_layer}: the IoU of each map "
              f"thresholded at {explanations.gradcam_threshold} of its maximum with the digit's stroke mask (seed 001's "
              "reproduction). Mean ± sample std over classifier seeds.", ""]
-    lines += markdown_table(EXPLANATION_HEADER, _explanation_rows(explanations))
+    # A "|" inside a cell would end it: E[|grad|] is escaped in Markdown.
+    lines += markdown_table([column.replace("|", "\\|") for column in EXPLANATION_HEADER], _explanation_rows(explanations))
     lines += ["", f"**Explanations:** {explanations.verdict}.", ""]
     for arm in explanations.arms:
         lines += [f"![GradCAM, {ARM_TITLES[arm.arm]}]({Path(arm.gradcam_png).relative_to(root)})", ""]

@@ -47,11 +47,12 @@ def fornberg_weights(grid: Sequence[float], at: float, order: int) -> np.ndarray
     return weights[:, order]
 
 
-def derivative_matrix(steps: int, spacing: float = 1.0, accuracy: int = 2) -> np.ndarray:
-    """D with (D @ y)[i] ~ dy/dx at step i, for y sampled at x_i = i * spacing.
+def derivative_stencils(steps: int, spacing: float = 1.0, accuracy: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """The first-derivative stencil of every step: which steps it reads and with which weights.
 
-    Every row uses ``accuracy + 1`` consecutive steps: centred on step i inside the sweep, shifted
-    to stay inside it near the ends (one-sided there), so every estimate has the same accuracy order.
+    Every stencil spans ``accuracy + 1`` consecutive steps: centred on step i inside the sweep,
+    shifted to stay inside it near the ends (one-sided there), so every estimate has the same
+    accuracy order.
 
     Args:
         steps: N, the sweep's length (at least ``accuracy + 1``).
@@ -59,17 +60,42 @@ def derivative_matrix(steps: int, spacing: float = 1.0, accuracy: int = 2) -> np
         accuracy: the error order in the spacing, one of ACCURACY_ORDERS.
 
     Returns:
-        (steps, steps) float64, banded.
+        starts: (N,) int, the first step each stencil reads; weights: (N, accuracy + 1) float64.
     """
     if accuracy not in ACCURACY_ORDERS:
         raise ValueError(f"accuracy must be one of {ACCURACY_ORDERS} (got {accuracy})")
     width = accuracy + 1
     if steps < width:
         raise ValueError(f"accuracy {accuracy} needs at least {width} steps (got {steps})")
+    starts = np.clip(np.arange(steps) - accuracy // 2, 0, steps - width)
+    weights = np.stack([fornberg_weights(np.arange(start, start + width) - step, 0.0, 1) for step, start in enumerate(starts)])
+    return starts, weights / spacing
+
+
+def derivative_matrix(steps: int, spacing: float = 1.0, accuracy: int = 2) -> np.ndarray:
+    """D with (D @ y)[i] ~ dy/dx at step i, for y sampled at x_i = i * spacing: the stencils of
+    ``derivative_stencils`` as a (steps, steps) banded matrix."""
+    starts, weights = derivative_stencils(steps, spacing, accuracy)
     matrix = np.zeros((steps, steps))
-    half = accuracy // 2
-    for step in range(steps):
-        start = min(max(step - half, 0), steps - width)
-        stencil = np.arange(start, start + width)
-        matrix[step, stencil] = fornberg_weights(stencil - step, 0.0, 1) / spacing
+    for step, (start, row) in enumerate(zip(starts, weights)):
+        matrix[step, start : start + len(row)] = row
     return matrix
+
+
+def differentiate(outputs: np.ndarray, stencils: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """d outputs / dx along the last axis, (..., N) -> (..., N), from ``derivative_stencils``.
+
+    Inside the sweep every step has the same centred stencil, applied as accuracy + 1 shifted
+    slices (views, no copies); only the few steps at the ends are read one by one.
+    """
+    starts, weights = stencils
+    steps, width = weights.shape
+    half = (width - 1) // 2
+    derivative = np.empty(outputs.shape)
+    inside = slice(half, steps - half)
+    derivative[..., inside] = 0.0
+    for offset in range(width):
+        derivative[..., inside] += weights[half, offset] * outputs[..., offset : steps - width + 1 + offset]
+    for step in (*range(half), *range(steps - half, steps)):
+        derivative[..., step] = outputs[..., starts[step] : starts[step] + width] @ weights[step]
+    return derivative
