@@ -350,7 +350,8 @@ def write_gradcam_outputs(explanation: GradcamExplanation, directory: Path, titl
     directory.mkdir(parents=True, exist_ok=True)
     paths = [directory / f"{GRADCAM_FILE}.json", directory / f"{GRADCAM_FILE}.png"]
     _write_json(paths[0], explanation.to_dict())
-    captions = [f"{label}" + ("" if explanation.iou is None else f" {iou:.2f}")
-                for label, iou in zip(explanation.labels, explanation.iou if explanation.iou is not None else explanation.labels)]
+    captions = [str(label) for label in explanation.labels]
+    if explanation.iou is not None:
+        captions = [f"{caption} {iou:.2f}" for caption, iou in zip(captions, explanation.iou)]
     write_durably(paths[1], overlay_figure_png(explanation.images, explanation.maps, title, captions))
     return paths

@@ -48,7 +48,6 @@ def _explain(args: argparse.Namespace) -> int:
     from cluster.config import load_config
     from cluster.errors import ConfigError
     from cluster.explain import (
-        check_property_available,
         explain_job_gradcam,
         explain_job_property,
         explain_output_dir,
@@ -74,7 +73,6 @@ def _explain(args: argparse.Namespace) -> int:
     directory = explain_output_dir(job, settings)
     check_output_dir(directory, "explain output directory")
     if name is not None:
-        check_property_available(job, name)
         with progress_bar(f"explain {name.text}") as update:
             explanation = explain_job_property(job, args.checkpoint, name, settings, update)
         console.print(property_table(explanation))

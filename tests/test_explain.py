@@ -12,6 +12,7 @@ from experiments.colored_digits.painter import digit_strokes, paint
 from trainers.explain.digit_colours import background_colour, colour_sweep, stroke_coverage
 from trainers.explain.fornberg import derivative_matrix, derivative_stencils, differentiate, fornberg_weights
 from trainers.explain.gradcam import default_layer, find_layer, gradcam, mask_iou
+from trainers.explain.outputs import sweep_outputs
 from trainers.explain.gradient import expected_gradient_magnitude, permutation_test, two_sided_p_value
 from trainers.explain.sanity import sanity_verdicts
 from trainers.errors import TrainError
@@ -169,3 +170,18 @@ def test_gradcam_reads_the_last_conv_block_of_a_resnet_and_the_small_cnn_by_defa
         assert maps.shape == (2, 32, 32) and torch.isfinite(maps).all() and maps.max() <= 1
     with pytest.raises(TrainError, match="no module of that name"):
         find_layer(model, "layer9")
+
+
+def test_each_output_kind_is_read_along_the_sweeps():
+    torch.manual_seed(0)
+    model = build_model("small_cnn", 3).eval()
+    sweeps, classes = torch.rand(2, 4, 3, 16, 16), torch.tensor([2, 0])
+    logits = sweep_outputs(model, lambda images: images, sweeps, classes, "logit", batch_size=3)
+    probabilities = sweep_outputs(model, lambda images: images, sweeps, classes, "probability", batch_size=3)
+    with torch.inference_mode():
+        expected = model(sweeps.view(8, 3, 16, 16)).view(2, 4, 3)
+    assert logits.shape == probabilities.shape == (2, 4)
+    assert np.allclose(logits, expected[[0, 1], :, [2, 0]].numpy(), atol=1e-5)
+    assert np.allclose(probabilities, expected.softmax(dim=2)[[0, 1], :, [2, 0]].numpy(), atol=1e-6)
+    cosine = sweep_outputs(model, lambda images: images, sweeps, classes, "cosine")
+    assert np.allclose(cosine[:, 0], 1.0) and (cosine <= 1 + 1e-9).all()
