@@ -60,8 +60,8 @@ def _explain(args: argparse.Namespace) -> int:
     from cluster.run_dirs import check_output_dir
 
     if args.sanity:
-        if args.checkpoint or args.config or args.property or args.gradcam:
-            raise ConfigError("genint explain --sanity: takes no CKPT, --config, --property or --gradcam (it explains no model)")
+        if args.checkpoint or args.config or args.overrides or args.property or args.gradcam:
+            raise ConfigError("genint explain --sanity: takes no CKPT, --config, --set, --property or --gradcam (it explains no model)")
         return _sanity(args)
     if not args.checkpoint or not args.config:
         raise ConfigError("genint explain: give CKPT and --config CONFIG (or --sanity)")
