@@ -12,7 +12,9 @@ Resuming with another worker count (``genint scale JOB --trainers N``): the weig
 schedule resume, and ZeRO's optimizer state when its partition count still fits. A growing
 stream merges the old ranks' per-shard read counts and every new rank reads the unread rest of
 the shards it now owns (``GrowingReader.load_rescaled_state_dicts``), so no sample committed
-before the checkpoint is trained on twice before the stream runs short. A static stream
+before the checkpoint is trained on twice before the stream runs short. (One exception: when a
+bad sample made a batch take rows from the next prefetched one, the rows of that batch already
+handed out count as unread, so up to ``batch_size - 1`` samples per old rank repeat.) A static stream
 restarts: each new rank reads its new part from epoch 0, so what the old ranks had read of the
 interrupted epoch is read again (at most one pass over the stream) and the epoch count and the
 epochs' tar orders start over. Its position is a DALI reader checkpoint tied to one
@@ -62,7 +64,7 @@ class RescalableSource(Protocol):
     """A batch source that can continue from the states of a run with another worker count."""
 
     def load_rescaled_state_dicts(self, states: list[dict]) -> bool:
-        """Take up this rank's part of what every old rank's ``state_dict`` says was read.
+        """Take up this rank's part of what the old ranks' ``state_dict``s (``states[r]``: old rank r's) say was read.
 
         Returns:
             True when the stream continues where the old ranks left it, False when it starts afresh.
@@ -184,11 +186,13 @@ def _restore_rescaled(tag_dir: Path, ranks: list[dict], sources: dict[str, Batch
     """Give this rank its part of the old ranks' source states (a run saved by another worker count)."""
     restarted = []
     for name, source in sources.items():
-        saved = [old["sources"][name] for old in ranks if name in old["sources"]]
-        if not (saved and isinstance(source, RescalableSource) and source.load_rescaled_state_dicts(saved)):
+        # A stream the old run did not read (its batch size was 0 then) starts afresh.
+        saved = all(name in old["sources"] for old in ranks)
+        if not (saved and isinstance(source, RescalableSource)
+                and source.load_rescaled_state_dicts([old["sources"][name] for old in ranks])):
             restarted.append(name)
     if dist.get_rank() == 0:
         continued = sorted(set(sources) - set(restarted))
-        logger.warning("checkpoint %s was written by %d workers, now %d: %s continue with their unread samples, "
-                       "%s restart%s", tag_dir, len(ranks), dist.get_world_size(), continued or "no streams",
-                       sorted(restarted) or "no streams", "" if keep_optimizer else "; ZeRO optimizer state restarts")
+        logger.warning("checkpoint %s was written by %d workers, now %d: streams continuing with their unread samples: %s; "
+                       "restarting: %s%s", tag_dir, len(ranks), dist.get_world_size(), ", ".join(continued) or "none",
+                       ", ".join(sorted(restarted)) or "none", "; ZeRO optimizer state restarts" if not keep_optimizer else "")
