@@ -12,9 +12,10 @@ Resuming with another worker count (``genint scale JOB --trainers N``): the weig
 schedule resume, and ZeRO's optimizer state when its partition count still fits. A growing
 stream merges the old ranks' per-shard read counts and every new rank reads the unread rest of
 the shards it now owns (``GrowingReader.load_rescaled_state_dicts``), so no sample committed
-before the checkpoint is trained on twice before the stream runs short. (One exception: when a
-bad sample made a batch take rows from the next prefetched one, the rows of that batch already
-handed out count as unread, so up to ``batch_size - 1`` samples per old rank repeat.) A static stream
+before the checkpoint is trained on twice before the stream runs short. (One exception, with
+``train.data.prefetch_queue_depth`` >= 3: once a bad sample made a batch take rows from the next
+prefetched one, the rows of that one already handed out count as unread, so up to
+``batch_size - 1`` samples per old rank repeat.) A static stream
 restarts: each new rank reads its new part from epoch 0, so what the old ranks had read of the
 interrupted epoch is read again (at most one pass over the stream) and the epoch count and the
 epochs' tar orders start over. Its position is a DALI reader checkpoint tied to one
