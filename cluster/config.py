@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from cluster.config_yaml import MAX_NESTING, echo, parse_yaml, read_config_file, shorten
 from cluster.correlation_config import CorrelationConfig
 from cluster.errors import ConfigError
+from cluster.explain_config import ExplainConfig
 from cluster.strategy_search_config import StrategySearchConfig
 from datagen.config import DatagenConfig
 from shards.config import ShardStoreConfig
@@ -55,6 +56,7 @@ class JobConfig(BaseModel):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     strategy_search: StrategySearchConfig | None = Field(default=None, description="`genint strategy score | search`: the causal bound log P(x|z)")
     correlation: CorrelationConfig | None = Field(default=None, description="`genint analyse correlation` (paper Fig. 3); absent: its defaults")
+    explain: ExplainConfig | None = Field(default=None, description="`genint explain` (seed 004's property gradients, GradCAM); absent: its defaults")
 
     @property
     def store_dir(self) -> Path:
@@ -174,7 +176,7 @@ def resolved_yaml(config: JobConfig) -> str:
 
 # Sections that configure analyses of a job's data (genint strategy, genint analyse): they change
 # nothing the job generates or trains, so they are not part of its hash.
-ANALYSIS_SECTIONS = frozenset({"strategy_search", "correlation"})
+ANALYSIS_SECTIONS = frozenset({"strategy_search", "correlation", "explain"})
 
 
 def config_hash(config: JobConfig) -> str:

@@ -118,4 +118,4 @@ def test_console_script_exits_2_with_one_line(tmp_path):
     genint = Path(sys.executable).parent / "genint"  # the console script installed with the package
     result = subprocess.run([str(genint), "config", "check", str(path)], capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"genint: error: {path}: extra is not a known key (allowed: name, output_dir, shards, datagen, train, metrics, strategy_search, correlation)"]
+    assert result.stderr.strip().splitlines() == [f"genint: error: {path}: extra is not a known key (allowed: name, output_dir, shards, datagen, train, metrics, strategy_search, correlation, explain)"]
