@@ -90,3 +90,27 @@ def test_growing_restore_repeats_the_queued_batch_and_the_bad_batch_after_it(tmp
     same_batches(uninterrupted, resumed, 3)  # the queued batch, then the 8 new good ones and a refill
     assert resumed.stats.bad_samples == uninterrupted.stats.bad_samples == 1
     assert resumed.failed_batches == uninterrupted.failed_batches == 1
+
+
+def test_static_restore_inside_a_batch_with_a_placeholder_repeats_its_rows(tmp_path):
+    from trainers.data.static import StaticReader
+
+    _write_with_corrupt_jpeg(tmp_path, corrupt_index=5, count=24)
+
+    def reader() -> StaticReader:
+        return StaticReader("s", tmp_path, 4, "additional", LOADER, "cpu", 0, 1, seed=0)
+
+    uninterrupted, interrupted = reader(), reader()
+    for _ in range(12):  # half batches, until half of the batch holding the corrupt image is out
+        uninterrupted.take(2), interrupted.take(2)
+        if interrupted.failed_batches and interrupted.state_dict()["taken_from_batch"] == 2:
+            break
+    state = interrupted.state_dict()
+    assert state["placeholders"] and state["taken_from_batch"] == 2
+    resumed = reader()
+    resumed.load_state_dict(state)
+    assert resumed.failed_batches == 0  # the saved placeholder is decoded in its place: no new failure
+    for _ in range(4):
+        expected, got = uninterrupted.take(2), resumed.take(2)
+        assert torch.equal(expected.images, got.images) and torch.equal(expected.labels, got.labels)
+        assert expected.bad == got.bad and expected.where == got.where
