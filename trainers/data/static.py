@@ -85,7 +85,7 @@ class StaticReader:
         total = sum(record.samples for _, record in intact)
         self.epoch_samples = math.ceil(total / world_size)
         self.failed_batches = 0  # batches that took the rebuild-and-probe path
-        self.scheduled = -1  # the last iteration DALI has asked the placeholder source for
+        self._scheduled = -1  # the last iteration DALI has asked the placeholder source for
         # Iteration -> samples decoded as placeholders (only a failed batch and its retries have any).
         self._placeholders: dict[int, list[int]] = {}
         self._iteration = 0  # the iteration the pending batch came from (or the next run returns)
@@ -95,7 +95,7 @@ class StaticReader:
         self._taken_from_batch = 0
 
     def _placeholder_choice(self, info) -> list[np.ndarray]:
-        self.scheduled = max(self.scheduled, info.iteration)
+        self._scheduled = max(self._scheduled, info.iteration)
         placeholders = set(self._placeholders.get(info.iteration, ()))
         return [np.array(row in placeholders) for row in range(self.batch_size)]
 
@@ -192,7 +192,7 @@ class StaticReader:
     def batches_ahead(self) -> int:
         """Batches DALI has been asked to prepare beyond the one being handed out."""
         current = self._iteration if self._pending is not None else self._iteration - 1
-        return self.scheduled - current
+        return self._scheduled - current
 
     def state_dict(self) -> dict:
         if self._pending is not None and self._taken_from_batch == len(self._pending):
