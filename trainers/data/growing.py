@@ -11,7 +11,12 @@ member; the cost that matters, decoding, stays in DALI.
 Shard i in commit order belongs to rank ``i % world_size``, so ranks read disjoint data.
 Within a rank, each draw picks a shard with probability proportional to its unread samples
 and takes that shard's next sample in a fixed per-shard permutation: shards written by one
-generator often hold a single class, and this mixes classes across the whole backlog.
+generator often hold a single class, and this mixes classes across the whole backlog. A batch's
+draws are made at once (how many from each shard: multivariate hypergeometric over the unread
+counts; their order: a permutation), the same distribution as one draw at a time. The cost of a
+batch grows with the shards that still hold unread samples, not with the stream: fully read
+shards leave the active list. A batch opens the files it reads and closes them when it is read,
+so however many shards a rank holds, it keeps at most a batch's worth of descriptors.
 
 A shard's permutation follows from the stream's seed and the shard's commit position alone,
 never from the rank reading it, so its read count names the same samples on any rank: a run
@@ -87,6 +92,9 @@ class GrowingReader:
         self._follower = ManifestFollower(self.stream_dir)
         self._shards_seen = 0
         self._shards: list[_Shard] = []
+        self._active: list[_Shard] = []  # own shards with unread samples, in commit order
+        self._backlog = 0
+        self._committed = 0
         self._rng = np.random.default_rng([seed, rank])
         self._files: dict[Path, BinaryIO] = {}
         self.damaged: list[DamagedShard] = []  # this rank's committed shards the reader checks refused
@@ -104,7 +112,12 @@ class GrowingReader:
             return
         images, labels, keys = _locations(samples)
         order = np.random.default_rng([self.seed, position]).permutation(len(keys))  # rank-free: see the module doc
-        self._shards.append(_Shard(record.name, path, images, labels, keys, order))
+        shard = _Shard(record.name, path, images, labels, keys, order)
+        self._shards.append(shard)
+        self._committed += len(keys)
+        if shard.unread:
+            self._active.append(shard)
+            self._backlog += shard.unread
 
     def poll(self) -> None:
         """Take in shards committed since the last poll."""
@@ -119,12 +132,12 @@ class GrowingReader:
     @property
     def backlog(self) -> int:
         """Committed samples of this rank not read yet."""
-        return sum(shard.unread for shard in self._shards)
+        return self._backlog
 
     @property
     def committed(self) -> int:
         """Committed samples of this rank (read or not)."""
-        return sum(len(shard.keys) for shard in self._shards)
+        return self._committed
 
     @property
     def committed_shards(self) -> int:
@@ -132,7 +145,7 @@ class GrowingReader:
 
     def _read(self, shard: _Shard, sample: int) -> EncodedSample:
         if shard.path not in self._files:
-            # Kept open for the reader's life; a regular file, as check_shard saw it.
+            # Kept open until the batch is read (``take``/``resample`` close it); a regular file, as check_shard saw it.
             self._files[shard.path] = open_regular(shard.path, "shard")
         descriptor = self._files[shard.path].fileno()
         image, label = shard.images[sample], shard.labels[sample]
@@ -147,22 +160,27 @@ class GrowingReader:
 
     def take(self, count: int) -> list[EncodedSample]:
         """Draw ``count`` unread samples (``count`` must not exceed ``backlog``)."""
-        assert count <= self.backlog, "take() beyond the backlog"
-        out = []
-        for _ in range(count):
-            unread = np.array([shard.unread for shard in self._shards], dtype=np.float64)
-            shard = self._shards[self._rng.choice(len(self._shards), p=unread / unread.sum())]
-            out.append(self._read(shard, int(shard.order[shard.read])))
-            shard.read += 1
+        assert count <= self._backlog, "take() beyond the backlog"
+        if count == 0:
+            return []
+        per_shard = self._rng.multivariate_hypergeometric([shard.unread for shard in self._active], count)
+        picks = []
+        for shard, taken in zip(self._active, per_shard.tolist()):
+            picks += [(shard, int(sample)) for sample in shard.order[shard.read:shard.read + taken]]
+            shard.read += taken
+        out = [self._read(*picks[i]) for i in self._rng.permutation(count)]
+        self.close()
+        self._backlog -= count
+        if any(not shard.unread for shard in self._active):
+            self._active = [shard for shard in self._active if shard.unread]
         return out
 
     def resample(self, count: int) -> list[EncodedSample]:
         """Draw ``count`` committed samples uniformly, read or not, without marking them read."""
         sizes = np.array([len(shard.keys) for shard in self._shards], dtype=np.float64)
-        out = []
-        for _ in range(count):
-            shard = self._shards[self._rng.choice(len(self._shards), p=sizes / sizes.sum())]
-            out.append(self._read(shard, int(self._rng.integers(len(shard.keys)))))
+        shards = self._rng.choice(len(self._shards), size=count, p=sizes / sizes.sum())
+        out = [self._read(self._shards[i], int(self._rng.integers(len(self._shards[i].keys)))) for i in shards.tolist()]
+        self.close()
         return out
 
     def state_dict(self) -> dict:
@@ -201,11 +219,14 @@ class GrowingReader:
         self.close()
         self._follower = ManifestFollower(self.stream_dir)
         self._shards_seen, self._shards, self.damaged = 0, [], []
+        self._active, self._backlog, self._committed = [], 0, 0
         for record in Manifest(self.stream_dir).shards()[:shards_seen]:
             self._add(record)
         self._follower.load_state_dict({"offset": manifest_offset})
         for shard in self._shards:
             shard.read = read.get(shard.name, 0)
+        self._active = [shard for shard in self._shards if shard.unread]
+        self._backlog = sum(shard.unread for shard in self._active)
 
     def close(self) -> None:
         for handle in self._files.values():
