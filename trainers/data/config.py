@@ -48,7 +48,7 @@ class LoaderConfig(BaseModel):
         default=18.0, le=MAX_ANGLE_DEG, description="'additional' augmentation: hue shift drawn from [-x, x] degrees"
     )
     num_threads: PositiveInt = Field(default=4, le=MAX_THREADS, description="DALI CPU worker threads per pipeline")
-    prefetch_queue_depth: PositiveInt = Field(default=2, le=MAX_PREFETCH_BATCHES, description="batches DALI prepares ahead")
+    prefetch_queue_depth: PositiveInt = Field(default=2, le=MAX_PREFETCH_BATCHES, description="batches prepared ahead of the step: DALI's prefetch queue for a static stream, batches drawn and decoding ahead for a growing one")
     shuffle_buffer: PositiveInt = Field(
         default=1024, le=MAX_SHUFFLE_BUFFER, description="samples in the reader's shuffle buffer (DALI initial_fill)"
     )
