@@ -29,6 +29,7 @@ from typing import IO, Any, BinaryIO
 import webdataset
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
+from shards.canonical_index import canonical_index_keys
 from shards.errors import SampleError, ShardError, StoreFileError
 from shards.files import open_regular, read_regular
 from shards.index import IndexMember, parse_index
@@ -133,17 +134,43 @@ def check_shard(path: Path, record: ManifestRecord) -> list[list[IndexMember]]:
     Raises:
         StoreFileError: naming the tar or index file and the problem.
     """
-    with _open_committed(path, record) as handle:
-        first_block = handle.read(TAR_BLOCK_BYTES)
-    index_path = path.with_name(index_file_name(path.name))
-    text = read_regular(index_path, "DALI index", max(record.bytes, MIN_INDEX_LIMIT_BYTES))
+    return _checked_index(path, record, *_read_committed(path, record))
+
+
+def _checked_keys(path: Path, record: ManifestRecord) -> list[str]:
+    """The sample keys of a committed shard that passes ``check_shard``'s checks.
+
+    A canonical index is checked in bulk (``shards.canonical_index``); any other, or one that fails
+    there, line by line, which raises naming the line.
+    """
+    first_block, data, index_path = _read_committed(path, record)
+    keys = canonical_index_keys(data, record.samples, record.bytes)
+    if keys is None:
+        return [members[0].key for members in _checked_index(path, record, first_block, data, index_path)]
+    if keys:
+        extension, offset, size, name = data.decode("ascii").split("\n", 2)[1].split(" ", 4)[:4]
+        _check_first_header(first_block, [[IndexMember(name, int(offset), int(size))]], path)
+    return keys
+
+
+def _checked_index(path: Path, record: ManifestRecord, first_block: bytes, data: bytes, index_path: Path) -> list[list[IndexMember]]:
+    """The index's members grouped by sample, after the line-by-line checks."""
     try:
-        samples = parse_index(text.decode("utf-8"), str(index_path))
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise StoreFileError(index_path, "DALI index is not UTF-8 text") from None
+    samples = parse_index(text, str(index_path))
     _check_index(samples, record, record.bytes, index_path)
     _check_first_header(first_block, samples, path)
     return samples
+
+
+def _read_committed(path: Path, record: ManifestRecord) -> tuple[bytes, bytes, Path]:
+    """The tar's first block, the index's bytes and the index's path, after the file checks."""
+    with _open_committed(path, record) as handle:
+        first_block = handle.read(TAR_BLOCK_BYTES)
+    index_path = path.with_name(index_file_name(path.name))
+    return first_block, read_regular(index_path, "DALI index", max(record.bytes, MIN_INDEX_LIMIT_BYTES)), index_path
 
 
 def check_committed_shards(stream_dir: Path) -> tuple[list[tuple[Path, ManifestRecord]], list[DamagedShard]]:
@@ -160,13 +187,12 @@ def check_committed_shards(stream_dir: Path) -> tuple[list[tuple[Path, ManifestR
     for record in Manifest(stream_dir).shards():
         path = stream_dir / record.name
         try:
-            samples = check_shard(path, record)
+            shard_keys = _checked_keys(path, record)
         except ShardError as error:
             damaged.append(DamagedShard(path, record, str(error)))
             continue
-        shard_keys = [members[0].key for members in samples]
-        repeated = next((key for key in shard_keys if key in keys), None)
-        if repeated is not None:
+        if not keys.keys().isdisjoint(shard_keys):
+            repeated = next(key for key in shard_keys if key in keys)
             damaged.append(DamagedShard(path, record, f"{path}: sample key {repeated!r} is also in {keys[repeated]}"))
             continue
         keys.update(dict.fromkeys(shard_keys, record.name))

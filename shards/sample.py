@@ -16,7 +16,8 @@ ALLOWED_FIELDS = frozenset({"__key__", "cls", "json", *IMAGE_EXTENSIONS})
 # 90 characters keeps "key.json" under USTAR's 100-byte name limit, so every tar member has
 # exactly one 512-byte header (the index writer relies on that).
 MAX_KEY_CHARS = 90
-_KEY_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+KEY_CHARACTERS = "A-Za-z0-9_-"  # a regular-expression character class
+_KEY_PATTERN = re.compile(rf"^[{KEY_CHARACTERS}]+$")
 # A class index has far fewer digits; a longer cls is damage (and Python refuses int() of > 4300 digits).
 MAX_CLASS_DIGITS = 18
 _IMAGE_MAGIC = {"jpg": b"\xff\xd8\xff", "png": b"\x89PNG\r\n\x1a\n"}
