@@ -13,11 +13,14 @@ import torch
 from PIL import Image
 
 from datagen.directions import Directions
-from datagen.generators.base import Generator
+from datagen.errors import DatagenError
+from datagen.generators.base import CounterfactualGenerator, Generator
+from datagen.generators.cgn import MECHANISMS
 from datagen.strategies import (
     SampleSpec,
     StrategyConfig,
     component_ranges,
+    counterfactual_specs,
     intervene,
     seed_specs,
 )
@@ -55,6 +58,9 @@ class UnitProducer:
         batch_size: int,
         encoding: ImageEncoding = ImageEncoding(),
     ):
+        if strategy.kind == "counterfactual" and not isinstance(generator, CounterfactualGenerator):
+            raise DatagenError(f"{generator.generator_id} cannot compose counterfactuals (its mechanisms share one class): "
+                               "use datagen.generator.kind cgn or another strategy")
         self.generator = generator
         self.strategy = strategy
         self.directions = directions
@@ -70,14 +76,18 @@ class UnitProducer:
 
     def specs(self, unit: WorkUnit) -> list[SampleSpec]:
         """The unit's samples in order; sample i depends only on (unit, i)."""
-        return [
-            spec
-            for seed_index in range(unit.seed_start, unit.seed_stop)
-            for spec in seed_specs(self.strategy, self.ranges, self.job_seed, unit.class_index, seed_index)
-        ]
+        return [spec for seed_index in range(unit.seed_start, unit.seed_stop) for spec in self._seed_specs(unit.class_index, seed_index)]
+
+    def _seed_specs(self, class_index: int, seed_index: int) -> list[SampleSpec]:
+        if self.strategy.kind == "counterfactual":
+            return counterfactual_specs(self.strategy, self.generator.num_classes, self.job_seed, class_index, seed_index)
+        return seed_specs(self.strategy, self.ranges, self.job_seed, class_index, seed_index)
 
     def latents(self, specs: list[SampleSpec]) -> torch.Tensor:
         """The (edited) latents of a batch of specs."""
+        if self.strategy.kind == "counterfactual":
+            seeds = torch.tensor([spec.mechanism_seeds for spec in specs], dtype=torch.int64)
+            return self.generator.counterfactual_latents(seeds, self.strategy.truncation)
         latents = self.generator.sample_latents([spec.latent_seed for spec in specs], self.strategy.truncation)
         if self.strategy.kind == "observational":
             return latents
@@ -101,16 +111,26 @@ class UnitProducer:
         }
         if self.directions is not None:
             record["directions_sha256"] = self.directions_hash
+        if spec.mechanism_classes:
+            record["mechanism_classes"] = dict(zip(MECHANISMS, spec.mechanism_classes))
+            record["mechanism_seeds"] = dict(zip(MECHANISMS, spec.mechanism_seeds))
         return record
+
+    def images(self, specs: list[SampleSpec]) -> torch.Tensor:
+        """The images of a batch of specs (counterfactuals compose each mechanism's own class)."""
+        latents = self.latents(specs)
+        if self.strategy.kind == "counterfactual":
+            classes = torch.tensor([spec.mechanism_classes for spec in specs], dtype=torch.int64)
+            return self.generator.generate_counterfactuals(latents, classes)
+        classes = torch.tensor([spec.class_index for spec in specs])
+        return self.generator.generate(latents, classes, self.strategy.truncation)
 
     def samples(self, unit: WorkUnit, start: int = 0) -> Iterator[dict]:
         """Encoded samples of ``unit`` from its ``start``-th on, generated a batch at a time."""
         specs = self.specs(unit)[start:]
         for first in range(0, len(specs), self.batch_size):
             batch = specs[first : first + self.batch_size]
-            classes = torch.tensor([spec.class_index for spec in batch])
-            images = self.generator.generate(self.latents(batch), classes, self.strategy.truncation)
-            for spec, image in zip(batch, images):
+            for spec, image in zip(batch, self.images(batch)):
                 yield {
                     "__key__": spec.key,
                     self.encoding.image_format: self.encoding.encode(image),

@@ -82,6 +82,7 @@ def record_plan(stream_dir: Path, config: DatagenConfig, generator_id: str, dire
     """
     plan = config.model_dump(mode="json", include=_PLAN_FIELDS) | {"generator_id": generator_id, "directions_sha256": directions_hash}
     plan["generator"].pop("train", None)
+    plan["generator"].pop("cgn_train", None)
     path = stream_dir / PLAN_FILE
     if path.exists():
         recorded = _recorded_plan(path)

@@ -30,6 +30,9 @@ class SampleSpec:
     latent_seed: int
     components: tuple[int, ...] = ()
     offsets: tuple[float, ...] = ()
+    # A counterfactual's (shape, texture, background) classes and noise seeds; empty for other strategies.
+    mechanism_classes: tuple[int, ...] = ()
+    mechanism_seeds: tuple[int, ...] = ()
 
     @property
     def key(self) -> str:
@@ -59,7 +62,7 @@ def component_ranges(strategy: StrategyConfig, directions: Directions | None) ->
     Raises:
         DatagenError: an intervention without directions, or more components than ranges exist for.
     """
-    if strategy.kind == "observational":
+    if strategy.kind != "intervention":
         return None
     if directions is None:
         raise DatagenError("strategy intervenes but no directions are loaded; set datagen.directions.path or run `genint directions`")
@@ -92,6 +95,25 @@ def seed_specs(strategy: StrategyConfig, ranges: ComponentRanges | None, job_see
         low, high = strategy.scale * ranges.low[component], strategy.scale * ranges.high[component]
         for offset in rng.uniform(low, high, size=strategy.offsets_per_component):
             specs.append(SampleSpec(class_index, seed_index, len(specs), latent_seed, (int(component),), (float(offset),)))
+    return specs
+
+
+def counterfactual_specs(strategy: StrategyConfig, num_classes: int, job_seed: int, class_index: int, seed_index: int) -> list[SampleSpec]:
+    """The counterfactuals of one shape (class, seed): a deterministic function of its arguments only.
+
+    The shape's noise seed is drawn as every strategy's latent seed is; each of the
+    ``counterfactuals_per_shape`` images then draws its texture and background class uniformly over
+    the generator's ``num_classes`` and a noise seed for each. The label is the shape's class.
+    """
+    rng = np.random.default_rng([job_seed, class_index, seed_index])
+    shape_seed = int(rng.integers(2**32))
+    specs = []
+    for slot in range(strategy.counterfactuals_per_shape):
+        texture_class, background_class = (int(value) for value in rng.integers(num_classes, size=2))
+        texture_seed, background_seed = (int(value) for value in rng.integers(2**32, size=2))
+        specs.append(SampleSpec(class_index, seed_index, slot, shape_seed,
+                                mechanism_classes=(class_index, texture_class, background_class),
+                                mechanism_seeds=(shape_seed, texture_seed, background_seed)))
     return specs
 
 

@@ -81,7 +81,9 @@ class StrategyConfig(BaseModel):
         description="a strategy YAML file (as `genint strategy search` writes): its settings, then the ones beside `file`",
     )
     preset: Literal["paper", "none", "weak", "medium", "strong", "gan-augmentation"] | None = None
-    kind: Literal["intervention", "observational"] = "intervention"
+    kind: Literal["intervention", "observational", "counterfactual"] = Field(default="intervention", description=(
+        "intervention: GANSpace edits of the latent; observational: plain samples; counterfactual: a CGN's shape "
+        "of the unit's class with texture and background classes drawn per image (datagen.generator.kind cgn)"))
     truncation: float = Field(default=1.0, gt=0, le=1, description="t: scales the latents and picks BigGAN's batch-norm statistics")
     top_k: PositiveInt = Field(default=60, le=MAX_DIMENSIONS, description="k: components are chosen among the top k")
     scale: NonNegativeFloat = Field(default=1.0, description="s: offsets are drawn within s x each component's range")
@@ -93,6 +95,8 @@ class StrategyConfig(BaseModel):
     )
     spread_factor: NonNegativeFloat = Field(default=3.0, description="spread ranges are +- this many stdevs along the direction")
     seeds_per_class: PositiveInt = Field(default=1000, le=MAX_SAMPLES)
+    counterfactuals_per_shape: PositiveInt = Field(default=10, le=MAX_DIMENSIONS, description=(
+        "counterfactual: images per shape seed, each with its own texture and background (class and noise); the paper: 10"))
 
     @model_validator(mode="before")
     @classmethod
@@ -115,4 +119,6 @@ class StrategyConfig(BaseModel):
 
     @property
     def images_per_seed(self) -> int:
+        if self.kind == "counterfactual":
+            return self.counterfactuals_per_shape
         return 1 if self.kind == "observational" else self.components_per_seed * self.offsets_per_component

@@ -6,7 +6,7 @@ batch it was generated in; the same seed gives the same latent on every machine.
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -31,3 +31,14 @@ class Generator(Protocol):
 
     def save(self, directory: Path) -> None:
         """Write the weights and config so ``load_generator(directory)`` restores this generator."""
+
+
+@runtime_checkable
+class CounterfactualGenerator(Generator, Protocol):
+    """A generator whose mechanisms (shape, texture, background) each take their own class and noise (the CGN)."""
+
+    def counterfactual_latents(self, seeds: torch.Tensor, truncation: float) -> torch.Tensor:
+        """Latent rows from (N, 3) noise seeds, mechanism j's part drawn from ``seeds[:, j]``."""
+
+    def generate_counterfactuals(self, latents: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1], (N, 3, S, S), float32 on CPU, for (N, 3) classes of shape, texture and background."""

@@ -11,22 +11,24 @@ A saved generator is a directory with ``config.json`` (the architecture) and ``p
 (a plain state_dict, read with ``torch.load(weights_only=True)`` so no pickled object ever runs).
 """
 
-import hashlib
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from pydantic import ValidationError
 from torch import nn
 
 from datagen.errors import DatagenError
-from datagen.generators.checks import check_state_dict_keys, first_line, load_state_dict_file
 from datagen.generators.cvae_config import CvaeArchitecture
-from shards.files import write_durably, write_durably_with
+from datagen.generators.saved import (  # noqa: F401  (CONFIG_NAME, WEIGHTS_NAME: the names tests and users know)
+    CONFIG_NAME,
+    WEIGHTS_NAME,
+    generator_directory,
+    load_weights_into,
+    read_architecture,
+    save_generator_files,
+    weights_digest,
+)
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "pytorch_model.bin"
 GENERATOR_KIND = "cvae"  # the "generator" field of config.json, so a loader can tell generators apart
 
 
@@ -68,15 +70,6 @@ class ConditionalVae(nn.Module):
         return self.decoder(features).view(-1, 3, size, size)
 
 
-def weights_digest(model: ConditionalVae) -> str:
-    """sha256 over the architecture and every tensor (name, dtype, shape, bytes), in key order."""
-    digest = hashlib.sha256(model.architecture.model_dump_json().encode())
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 class CvaeGenerator:
     """A trained ConditionalVae as a ``Generator``: seeded latents, images, GANSpace features, save.
 
@@ -87,7 +80,7 @@ class CvaeGenerator:
     def __init__(self, model: ConditionalVae, device: torch.device | str = "cpu") -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval().requires_grad_(False)
-        self.generator_id = f"{GENERATOR_KIND}-{weights_digest(self.model)[:12]}"
+        self.generator_id = f"{GENERATOR_KIND}-{weights_digest(model.architecture, self.model)[:12]}"
         self.latent_dim = model.architecture.latent_dim
         self.num_classes = model.architecture.num_classes
         self.image_size = model.architecture.image_size
@@ -129,17 +122,8 @@ class CvaeGenerator:
             return self.model.decoder_features(latents, classes).float().cpu()
 
     def save(self, directory: Path) -> None:
-        """Write ``config.json`` and ``pytorch_model.bin`` into ``directory`` (created if needed).
-
-        Each file is written under a temporary name, fsynced and renamed (weights first), so a
-        crash never leaves a half-written checkpoint under the real name.
-        """
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        config = {"generator": GENERATOR_KIND, "architecture": self.model.architecture.model_dump(mode="json")}
-        weights = {name: tensor.cpu() for name, tensor in self.model.state_dict().items()}
-        write_durably_with(directory / WEIGHTS_NAME, lambda handle: torch.save(weights, handle))
-        write_durably(directory / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
+        """Write ``config.json`` and ``pytorch_model.bin`` into ``directory`` (created if needed, crash-safe)."""
+        save_generator_files(directory, GENERATOR_KIND, self.model.architecture, self.model)
 
     def _inputs(self, latents: torch.Tensor, classes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Check shapes and class range; return both on the model's device."""
@@ -170,36 +154,6 @@ def load_cvae(directory: Path, device: torch.device | str = "cpu") -> CvaeGenera
     Raises:
         DatagenError: one line naming the directory and what is missing, unreadable or mismatched.
     """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise DatagenError(
-            f"{directory}: CVAE directory not found; train one with `genint generator train` or set datagen.generator.weights"
-        )
-    architecture = _read_architecture(directory / CONFIG_NAME)
-    weights_path = directory / WEIGHTS_NAME
-    if not weights_path.is_file():
-        raise DatagenError(f"{weights_path}: CVAE weights not found (expected {WEIGHTS_NAME} beside {CONFIG_NAME})")
-    state = load_state_dict_file(weights_path, "CVAE weights")
-    model = ConditionalVae(architecture)
-    check_state_dict_keys(model, state, str(weights_path))
-    model.load_state_dict(state, strict=True)
-    return CvaeGenerator(model, device)
-
-
-def _read_architecture(path: Path) -> CvaeArchitecture:
-    """The architecture from ``config.json``, or a one-line DatagenError naming the file and field."""
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise DatagenError(f"{path}: CVAE config not found (a saved CVAE has {CONFIG_NAME} and {WEIGHTS_NAME})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DatagenError(f"{path}: cannot read CVAE config ({first_line(error)})") from None
-    if not isinstance(config, dict) or config.get("generator") != GENERATOR_KIND:
-        found = config.get("generator") if isinstance(config, dict) else type(config).__name__
-        raise DatagenError(f'{path}: not a CVAE config (expected "generator": "{GENERATOR_KIND}", got {found!r})')
-    try:
-        return CvaeArchitecture.model_validate(config.get("architecture"))
-    except ValidationError as error:
-        first = error.errors()[0]
-        field = ".".join(["architecture", *(str(part) for part in first["loc"])])
-        raise DatagenError(f"{path}: {field}: {first['msg']} (got {first.get('input')!r})") from None
+    directory = generator_directory(directory, "CVAE")
+    architecture = read_architecture(directory / CONFIG_NAME, GENERATOR_KIND, "CVAE", CvaeArchitecture)
+    return CvaeGenerator(load_weights_into(ConditionalVae(architecture), directory, "CVAE"), device)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from datagen.errors import DatagenError
 from datagen.generators.cvae import ConditionalVae, CvaeGenerator
+from datagen.generators.cgn_config import CgnArchitecture
 from datagen.generators.cvae_config import CvaeArchitecture, CvaeTrainConfig
 from shards.errors import ShardError
 from shards.images import read_stream_images
@@ -113,27 +114,37 @@ def _train_step(
     return torch.stack([loss, reconstruction, kl]).detach()
 
 
-def check_training_data(images: torch.Tensor, labels: torch.Tensor, architecture: CvaeArchitecture) -> None:
-    """Raise a one-line DatagenError unless images and labels fit ``architecture``."""
+def check_training_data(
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    architecture: CvaeArchitecture | CgnArchitecture,
+    label: str = "CVAE",
+    where: str = _ARCHITECTURE,
+) -> None:
+    """Raise a one-line DatagenError unless images and labels fit ``architecture``.
+
+    Args:
+        label: the generator's name in messages; where: the architecture's dotted config path.
+    """
     size = architecture.image_size
     if images.ndim != 4 or tuple(images.shape[1:]) != (3, size, size) or len(images) == 0:
         raise DatagenError(
-            f"CVAE training images must have shape (N>0, 3, {size}, {size}) to match {_ARCHITECTURE}.image_size "
+            f"{label} training images must have shape (N>0, 3, {size}, {size}) to match {where}.image_size "
             f"(got {tuple(images.shape)})"
         )
     if not images.is_floating_point() or images.min() < 0 or images.max() > 1:
         raise DatagenError(
-            f"CVAE training images must be floats in [0, 1] (got {images.dtype}, "
+            f"{label} training images must be floats in [0, 1] (got {images.dtype}, "
             f"range {float(images.min()):.3g}..{float(images.max()):.3g}); divide uint8 pixels by 255"
         )
     if labels.shape != (len(images),) or labels.is_floating_point():
         raise DatagenError(
-            f"CVAE training labels must be integers of shape ({len(images)},) (got {labels.dtype} {tuple(labels.shape)})"
+            f"{label} training labels must be integers of shape ({len(images)},) (got {labels.dtype} {tuple(labels.shape)})"
         )
     if labels.min() < 0 or labels.max() >= architecture.num_classes:
         raise DatagenError(
-            f"CVAE training labels must lie in [0, {architecture.num_classes}) "
-            f"(got {int(labels.min())}..{int(labels.max())}); raise {_ARCHITECTURE}.num_classes or drop those samples"
+            f"{label} training labels must lie in [0, {architecture.num_classes}) "
+            f"(got {int(labels.min())}..{int(labels.max())}); raise {where}.num_classes or drop those samples"
         )
 
 
