@@ -14,7 +14,9 @@ from pathlib import Path
 from shards.errors import ShardError, StoreFileError
 from shards.files import open_regular
 from shards.manifest import ManifestRecord
+from shards.mirror import mirrored_store
 from shards.reader import check_committed_shards, iter_members, stream_dirs
+from shards.storage import is_s3_url
 
 # Per-sample fields such as a source path have as many values as samples; stop tracking new
 # values past this many so inspect stays in bounded memory on ImageNet-sized streams.
@@ -94,6 +96,12 @@ def summarize_stream(stream_dir: Path) -> StreamSummary:
     )
 
 
-def summarize_store(root: Path) -> list[StreamSummary]:
-    """Summaries of every stream under ``root``."""
+def summarize_store(root: "Path | str") -> list[StreamSummary]:
+    """Summaries of every stream under ``root`` (a directory, or an ``s3://`` store read from a temp copy)."""
+    if is_s3_url(root):
+        with mirrored_store(root) as copy:
+            try:
+                return summarize_store(copy.root)
+            except ShardError as error:
+                raise ShardError(copy.to_url(str(error))) from None
     return [summarize_stream(stream_dir) for stream_dir in stream_dirs(root)]

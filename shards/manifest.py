@@ -184,18 +184,21 @@ class ManifestFollower:
         self._lines_read = 0 if self.offset == 0 else None
 
 
-class UnitTracker:
+class UnitTrackerBase:
     """Work-unit progress of one stream, built once and then advanced from the manifest's end.
 
-    ``refresh`` parses only the lines committed since the last one (through a ManifestFollower's
-    offset), so asking about a unit costs the same at a job's first unit as at its hundred-thousandth;
+    ``refresh`` parses only the records committed since the last one (through its follower's
+    position), so asking about a unit costs the same at a job's first unit as at its hundred-thousandth;
     re-reading the whole manifest per unit would make a job quadratic in its size. Lines of every
     writer count, so a unit another writer committed (or half-committed before it died) is seen.
     Nothing is read before the first ``refresh``.
+
+    Args:
+        follower: the manifest's follower (a ManifestFollower, or a segments follower on object storage).
     """
 
-    def __init__(self, stream_dir: Path):
-        self.follower = ManifestFollower(stream_dir)
+    def __init__(self, follower):
+        self.follower = follower
         self._samples: Counter[str] = Counter()
         self._done: set[str] = set()
 
@@ -219,3 +222,10 @@ class UnitTracker:
         """Every unit a line names, with its progress as of the last refresh."""
         return {unit: UnitProgress(samples=self._samples[unit], done=unit in self._done)
                 for unit in self._samples.keys() | self._done}
+
+
+class UnitTracker(UnitTrackerBase):
+    """UnitTrackerBase over the manifest file of a stream directory."""
+
+    def __init__(self, stream_dir: Path):
+        super().__init__(ManifestFollower(stream_dir))

@@ -19,9 +19,11 @@ from shards.errors import ShardError, StoreFileError
 from shards.files import TEMP_SUFFIX, open_regular, read_regular
 from shards.index import IndexMember, format_index, group_by_sample
 from shards.manifest import MANIFEST_NAME, ManifestRecord, parse_line, read_complete_lines
+from shards.mirror import mirrored_store
 from shards.names import index_file_name
 from shards.reader import MIN_INDEX_LIMIT_BYTES, iter_members, stream_dirs
 from shards.sample import encode_sample
+from shards.storage import is_s3_url
 
 
 @dataclass(frozen=True)
@@ -158,12 +160,20 @@ def verify_stream(stream_dir: Path) -> tuple[list[Finding], list[ManifestRecord]
     return findings, shard_records
 
 
-def verify_store(root: Path) -> tuple[list[Finding], dict[str, int]]:
-    """Verify every stream under ``root``.
+def verify_store(root: "Path | str") -> tuple[list[Finding], dict[str, int]]:
+    """Verify every stream under ``root`` (a directory, or an ``s3://`` store checked on a temp copy).
 
     Returns:
         The findings and totals (streams, shards, samples) of what the manifests list.
     """
+    if is_s3_url(root):
+        with mirrored_store(root) as copy:
+            findings, totals = _verify_local_store(copy.root)
+            return [Finding(copy.to_url(finding.path), finding.message, finding.is_problem) for finding in findings], totals
+    return _verify_local_store(root)
+
+
+def _verify_local_store(root: Path) -> tuple[list[Finding], dict[str, int]]:
     findings: list[Finding] = []
     totals = Counter()
     for stream_dir in stream_dirs(root):

@@ -2,31 +2,33 @@
 
 Commit order (a crash at any point leaves only files the next writer start removes):
 1. the tar is written to ``<name>.tar.tmp`` through ``webdataset.TarWriter``;
-2. fsynced, hashed, renamed to ``<name>.tar``; its DALI index is written the same way;
-3. one line is appended to the stream's manifest. Only now does any reader see the shard.
+2. fsynced, hashed, renamed to ``<name>.tar`` (or uploaded, on an ``s3://`` stream); its DALI
+   index is written the same way (``shards.publish``);
+3. one record is committed to the stream's manifest (appended to ``manifest.jsonl``, or a new
+   segment object on object storage). Only now does any reader see the shard.
 Steps 2-3 run on a committer thread, one shard after another in order, so fsync and hashing
 overlap with writing the next shard instead of stalling the producer.
 """
 
-import fcntl
-import hashlib
-import os
 import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import webdataset
 
 from shards.errors import ShardError
-from shards.files import TEMP_SUFFIX, write_durably
+from shards.files import TEMP_SUFFIX
 from shards.index import IndexMember, format_index
-from shards.manifest import Manifest, ManifestRecord
+from shards.manifest import ManifestRecord
 from shards.names import check_name_part, shard_name
+from shards.publish import LocalPublisher, S3Publisher
 from shards.sample import encode_sample
+from shards.storage import S3Url
+from shards.stores import stream_location
 
 TAR_BLOCK_BYTES = 512
 # tarfile ends an archive with two zero blocks and pads it to a 20-block record.
@@ -47,20 +49,12 @@ def _tar_bytes(fields: dict[str, Any]) -> int:
     )
 
 
-def _fsync_directory(directory: Path) -> None:
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 class _OpenShard:
     """The shard being filled: its temp file, the tar stream and what the manifest will need."""
 
-    def __init__(self, stream_dir: Path, name: str):
-        self.tar_path = stream_dir / f"{name}.tar"
-        self.temp_path = stream_dir / f"{name}.tar{TEMP_SUFFIX}"
+    def __init__(self, spool_dir: Path, name: str):
+        self.tar_name = f"{name}.tar"
+        self.temp_path = spool_dir / f"{name}.tar{TEMP_SUFFIX}"
         self.raw = open(self.temp_path, "wb")
         # Fixed mtime: the same samples always give the same bytes (and sha256).
         self.tar = webdataset.TarWriter(self.raw, encoder=False, mtime=0)
@@ -97,16 +91,9 @@ class _OpenShard:
         self.tar.close()
         self.raw.flush()
 
-    def persist(self) -> tuple[str, int]:
+    def persist(self, publisher: LocalPublisher | S3Publisher) -> tuple[str, int]:
         """Make the shard durable under its final name (committer thread); return (sha256, bytes)."""
-        os.fsync(self.raw.fileno())
-        self.raw.close()
-        with open(self.temp_path, "rb") as handle:
-            sha256 = hashlib.file_digest(handle, "sha256").hexdigest()
-        size = self.temp_path.stat().st_size
-        os.replace(self.temp_path, self.tar_path)
-        write_durably(self.tar_path.with_suffix(".idx"), format_index(self.members).encode("utf-8"))
-        return sha256, size
+        return publisher.publish(self.temp_path, self.raw, self.tar_name, format_index(self.members).encode("utf-8"))
 
     def abandon(self) -> None:
         """Delete the temp file; the tar is closed first so tarfile has nothing left to flush."""
@@ -167,7 +154,7 @@ class ShardWriter:
     completed, which is what ``Manifest.unit_progress`` resumes from.
 
     Args:
-        stream_dir: directory of the stream (holds its shards and manifest).
+        stream_dir: directory of the stream (holds its shards and manifest), or its ``s3://`` prefix.
         stream: stream name, e.g. ``interventional``.
         writer_id: unique id of this writer within the stream, e.g. ``actor3``.
         config_hash: hash of the job config, recorded in every manifest line.
@@ -179,7 +166,7 @@ class ShardWriter:
 
     def __init__(
         self,
-        stream_dir: Path,
+        stream_dir: "Path | str | S3Url",
         stream: str,
         writer_id: str,
         config_hash: str,
@@ -191,43 +178,27 @@ class ShardWriter:
         check_name_part(writer_id, "writer id")
         if max_samples < 1 or max_bytes < 1:
             raise ShardError(f"max_samples and max_bytes must be >= 1 (got {max_samples}, {max_bytes})")
-        self.stream_dir = Path(stream_dir)
+        self.stream_dir = stream_location(stream_dir)
         self.stream = stream
         self.writer_id = writer_id
         self.config_hash = config_hash
         self.max_samples = max_samples
         self.max_bytes = max_bytes
         self.on_commit = on_commit
-        self.manifest = Manifest(self.stream_dir)
-        self.stream_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = self._acquire_writer_lock()
+        self._publisher = S3Publisher(self.stream_dir) if isinstance(self.stream_dir, S3Url) else LocalPublisher(self.stream_dir)
+        self.manifest = self._publisher.manifest
+        self._publisher.lock(stream, writer_id)
         self._next_seq = self._recover()
         self._open: _OpenShard | None = None
         self._units_done: list[str] = []
         self._committer = _Committer()
-
-    def _acquire_writer_lock(self) -> BinaryIO:
-        lock = open(self.stream_dir / f".{self.stream}-{self.writer_id}.lock", "wb")
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            lock.close()
-            raise ShardError(
-                f"writer id {self.writer_id!r} is already in use in {self.stream_dir}; "
-                "give each concurrent writer its own id"
-            ) from None
-        return lock
 
     def _recover(self) -> int:
         """Remove this writer's uncommitted files (temp files, shards renamed but never added to
         the manifest) and return the next sequence number."""
         mine = [r for r in self.manifest.records() if r.writer == self.writer_id]  # one pass over the manifest
         committed = {r.name.removesuffix(".tar") for r in mine if r.kind == "shard"}
-        prefix = f"{self.stream}-{self.writer_id}-"
-        for path in self.stream_dir.glob(prefix + "*"):
-            stem = path.name.split(".", 1)[0]
-            if stem not in committed or path.name.endswith(TEMP_SUFFIX):
-                path.unlink()
+        self._publisher.remove_uncommitted(f"{self.stream}-{self.writer_id}-", committed)
         return max((r.seq for r in mine), default=-1) + 1
 
     def write(self, sample: dict[str, Any], unit: str | None = None) -> None:
@@ -239,7 +210,7 @@ class ShardWriter:
         ):
             self._roll()
         if self._open is None:
-            self._open = _OpenShard(self.stream_dir, shard_name(self.stream, self.writer_id, self._next_seq))
+            self._open = _OpenShard(self._publisher.spool_dir, shard_name(self.stream, self.writer_id, self._next_seq))
         self._open.add(fields, unit)
 
     def end_unit(self, unit: str) -> None:
@@ -254,7 +225,7 @@ class ShardWriter:
         self._open = None
         shard.close_tar()
         record = dict(
-            name=shard.tar_path.name,
+            name=shard.tar_name,
             samples=shard.samples,
             class_counts=dict(shard.class_counts),
             work_units=dict(shard.unit_samples),
@@ -268,12 +239,11 @@ class ShardWriter:
         self._units_done = []
 
         def commit() -> None:
-            sha256, size = shard.persist() if shard else (None, 0)
+            sha256, size = shard.persist(self._publisher) if shard else (None, 0)
             record = ManifestRecord(
                 **fields, sha256=sha256, bytes=size, writer=self.writer_id, seq=seq,
                 config_hash=self.config_hash, time=time.time(),
             )
-            _fsync_directory(self.stream_dir)
             self.manifest.append([record])
             if self.on_commit is not None:
                 self.on_commit(record)
@@ -295,7 +265,7 @@ class ShardWriter:
             self._committer.wait()
         finally:
             self._committer.stop()
-            self._lock.close()
+            self._publisher.close()
 
     def abort(self) -> None:
         """Drop the open shard; shards already closed still commit (they are whole)."""
@@ -303,7 +273,7 @@ class ShardWriter:
             self._open.abandon()
             self._open = None
         self._committer.stop()
-        self._lock.close()
+        self._publisher.close()
 
     def __enter__(self) -> "ShardWriter":
         return self

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from shards.writer import ShardWriter
+from tests.s3_server import seaweedfs  # noqa: F401  (one SeaweedFS per session, for the tests that ask for it)
 
 
 def encoded_image(seed: int, size: int = 16, fmt: str = "JPEG") -> bytes:

@@ -1,0 +1,105 @@
+"""The manifest of a stream on object storage: per-writer segments instead of one appended file.
+
+An object store has no append and no lock, so every commit is its own small object,
+``<stream>/manifest/<writer>/<seq>.jsonl``, written by that writer alone with a conditional put
+(``If-None-Match: *``): a commit lands once or not at all, and a second live writer with the same
+id (or a restarted writer re-committing a sequence number) is refused instead of overwriting. The
+shard and its index are uploaded first, so a segment never names an object that is not whole.
+
+Readers merge the segments in commit order: by commit time, then writer and sequence number, which
+keeps every writer's own commits in order (its committer thread commits them one after another,
+and S3 listing is strongly consistent, so a listed ``seq`` implies every lower one is listed too).
+"""
+
+import json
+import re
+
+from shards.errors import ManifestError
+from shards.manifest import ManifestRecord, UnitProgress, UnitTrackerBase, parse_line
+from shards.storage import S3Store, S3Url
+
+SEGMENT_DIR = "manifest"
+MAX_SEGMENT_BYTES = 2**20
+_SEGMENT_KEY = re.compile(rf"{SEGMENT_DIR}/([A-Za-z0-9_]+)/(\d{{12}})\.jsonl")
+
+
+def segment_key(writer: str, seq: int) -> str:
+    return f"{SEGMENT_DIR}/{writer}/{seq:012d}.jsonl"
+
+
+def _commit_order(record: ManifestRecord) -> tuple[float, str, int]:
+    return record.time, record.writer, record.seq
+
+
+class SegmentManifest:
+    """The merged manifest segments of one stream under an ``s3://`` stream prefix."""
+
+    def __init__(self, stream_url: S3Url):
+        self.stream_dir = stream_url
+        self.store = S3Store(stream_url)
+
+    def segment_keys(self) -> list[str]:
+        """Keys of every committed segment (other objects under ``manifest/`` are ignored)."""
+        return [key for key, _ in self.store.list(SEGMENT_DIR + "/") if _SEGMENT_KEY.fullmatch(key)]
+
+    def read_segments(self, keys: list[str]) -> list[ManifestRecord]:
+        records = []
+        for key in keys:
+            data = self.store.get(key, "manifest segment", MAX_SEGMENT_BYTES)
+            where = str(self.stream_dir.join(key))
+            records.extend(parse_line(line, f"{where}:{number}") for number, line in enumerate(data.splitlines(), 1))
+        return records
+
+    def records(self) -> list[ManifestRecord]:
+        """Every committed record, in commit order."""
+        return sorted(self.read_segments(self.segment_keys()), key=_commit_order)
+
+    def shards(self) -> list[ManifestRecord]:
+        return [record for record in self.records() if record.kind == "shard"]
+
+    def append(self, records: list[ManifestRecord]) -> None:
+        """Commit ``records`` (one writer's, first one's seq names the segment) as one new segment.
+
+        Raises:
+            ManifestError: when that segment exists already (another live writer uses this id).
+        """
+        first = records[0]
+        key = segment_key(first.writer, first.seq)
+        payload = b"".join(record.to_line() for record in records)
+        if not self.store.put_new(key, payload):
+            raise ManifestError(f"{self.stream_dir.join(key)}: already committed; writer id {first.writer!r} "
+                                "is in use by another writer of this stream (give each concurrent writer its own id)")
+
+    def unit_progress(self) -> dict[str, UnitProgress]:
+        return SegmentUnitTracker(self.stream_dir).refresh().progress()
+
+
+class SegmentFollower:
+    """The records of a growing segmented manifest as they commit; its position (the segments seen) can be saved."""
+
+    def __init__(self, stream_url: S3Url):
+        self.manifest = SegmentManifest(stream_url)
+        self._seen: set[str] = set()
+
+    def poll(self) -> list[ManifestRecord]:
+        return [record for record in self.poll_records() if record.kind == "shard"]
+
+    def poll_records(self) -> list[ManifestRecord]:
+        """Records of the segments committed since the last poll, in commit order (one LIST, one GET per new segment)."""
+        new = [key for key in self.manifest.segment_keys() if key not in self._seen]
+        records = sorted(self.manifest.read_segments(new), key=_commit_order)
+        self._seen.update(new)  # only after every new segment parsed: a bad one is reported again
+        return records
+
+    def state_dict(self) -> dict[str, str]:
+        return {"segments": json.dumps(sorted(self._seen))}
+
+    def load_state_dict(self, state: dict[str, str]) -> None:
+        self._seen = set(json.loads(state["segments"]))
+
+
+class SegmentUnitTracker(UnitTrackerBase):
+    """Work-unit progress of a stream on object storage, advanced from the segments committed since the last refresh."""
+
+    def __init__(self, stream_url: S3Url):
+        super().__init__(SegmentFollower(stream_url))
