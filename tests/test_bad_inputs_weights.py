@@ -1,6 +1,6 @@
 """The bad-input suite, weights part: `genint eval` on checkpoints and state_dict files that are
 empty, random, pickles, of another model or tampered with; and the weights a job config names
-(train.pretrained, BigGAN, CVAE and VGG-19 weights) for `train`, `directions` and `datagen`. Each
+(train.pretrained, BigGAN, CVAE, CGN and VGG-19 weights) for `train`, `directions` and `datagen`. Each
 row: its exit code, one line, no traceback, nothing written (see tests/bad_input_helpers.py); a
 planted pickle would write ``{tmp}/pwned``, which the runner would see."""
 
@@ -200,6 +200,13 @@ CASES = [
              _both(_job(datagen={"generator": {"kind": "cvae", "weights": "cvae"}}), _cvae_weights(_command_pickle))),
     BadInput("directions-cvae-weights-empty", ["directions", "job.yaml"], 1, "cannot read CVAE weights (the file is empty)",
              _both(_job(datagen={"generator": {"kind": "cvae", "weights": "cvae"}}), _cvae_weights(_bytes(b"")))),
+    BadInput("datagen-cgn-weights-missing", ["datagen", "job.yaml"], 1, "cgn: CGN directory not found",
+             _job(datagen={"generator": {"kind": "cgn", "weights": "cgn"}, "strategy": {"kind": "counterfactual"}})),
+    BadInput("generator-train-cgn-texture-weights-missing", ["generator", "train", "job.yaml"], 1,
+             "VGG-19 weights 'vgg.pt': no such file",
+             _job(datagen={"generator": {"kind": "cgn", "weights": "cgn", "cgn_train": {
+                 "model": {"num_classes": 3, "image_size": 8, "noise_dim": 4, "width": 4}, "epochs": 1, "edge_px": 1,
+                 "texture_weight": 1.0, "texture_features": "vgg.pt"}}, "strategy": {"kind": "counterfactual"}})),
     BadInput("datagen-vgg-weights-pickle", ["datagen", "job.yaml"], 1,
              "vgg.pt: cannot read VGG-19 weights (it pickles Python objects (posix.system)",
              _both(_job(datagen={"generator": {"weights": "biggan"}, "directions": {"path": "directions.npz"},

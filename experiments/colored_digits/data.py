@@ -77,7 +77,7 @@ def make_splits(config: DigitsDataConfig, labels: np.ndarray) -> tuple[Palette, 
     return palette, splits
 
 
-def _write_imagefolder(destination: Path, images: torch.Tensor, labels: np.ndarray, indices: np.ndarray) -> None:
+def write_imagefolder(destination: Path, images: torch.Tensor, labels: np.ndarray, indices: np.ndarray) -> None:
     pixels = (images.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
     for image, label, index in zip(pixels, labels, indices):
         folder = destination / str(label)
@@ -105,7 +105,7 @@ def write_experiment_data(config: DigitsDataConfig, destination: Path) -> Palett
     shutil.rmtree(temporary, ignore_errors=True)
     for name, split in splits.items():
         images = paint(strokes[split.indices], torch.from_numpy(split.backgrounds))
-        _write_imagefolder(temporary / name, images, labels.numpy()[split.indices], split.indices)
+        write_imagefolder(temporary / name, images, labels.numpy()[split.indices], split.indices)
     (temporary / PALETTE_FILE).write_text(json.dumps(record | palette.to_json(), indent=1))
     shutil.rmtree(destination, ignore_errors=True)
     temporary.rename(destination)

@@ -3,7 +3,8 @@
 Stages, each reused when it is already done (``fresh`` deletes the run directory first):
 data splits -> shards (``genint prepare``'s code) -> CVAE -> directions -> the observational stream
 from datagen actors -> with ``search``, the original arm, then the causal-bound search on the
-validation stream that chooses the interventional strategy -> the interventional stream -> per arm
+validation stream that chooses the interventional strategy -> the interventional stream -> with the
+counterfactual arm, the CGN and its counterfactual stream -> per arm
 and seed, a DeepSpeed classifier on Ray Train reading its streams through DALI -> evaluation on
 both test streams -> the correlation analysis of the streams -> the explanations of every classifier
 (E[|grad|] along background colour, GradCAM IoU) on the validation split -> the report.
@@ -23,7 +24,15 @@ from experiments.colored_digits.analyses import CORRELATION_FILE, SEARCH_DIR, an
 from experiments.colored_digits.config import ExperimentConfig
 from experiments.colored_digits.data import write_experiment_data
 from experiments.colored_digits.explanations import EXPLAIN_DIR, explain_arms
-from experiments.colored_digits.jobs import GENERATED_STREAMS, ORIGINAL_STREAM, TEST_STREAMS, arm_job, data_dir, data_job
+from experiments.colored_digits.jobs import (
+    COUNTERFACTUAL_STREAM,
+    GENERATED_STREAMS,
+    ORIGINAL_STREAM,
+    TEST_STREAMS,
+    arm_job,
+    data_dir,
+    data_job,
+)
 from experiments.colored_digits.report import SAMPLES_PNG, ArmRun, ExperimentReport, build_report, markdown, rich_tables
 from experiments.harness.arms import ARMS_DIR, EXPERIMENT_CONFIG_FILE, TrainedArm, run_arms, start_run_dir
 from experiments.harness.report import REPORT_MD, write_report
@@ -71,6 +80,8 @@ def run_experiment(experiment: ExperimentConfig, fresh: bool = False) -> Experim
             search = choose_interventional_strategy(experiment, Path(originals[0].checkpoint), originals[0].job_hash)
             experiment = experiment.model_copy(update={"interventional": search.chosen})
         _generate_stream(experiment, "interventional", digest)
+        if COUNTERFACTUAL_STREAM in experiment.arms:
+            _generate_stream(experiment, COUNTERFACTUAL_STREAM, digest)  # trains the CGN first
         runs = run_arms_of(experiment.arms)  # the original arm's are reused
     correlation = analyse_correlation(experiment, [ORIGINAL_STREAM, *GENERATED_STREAMS], experiment.interventional)
     explanations = explain_arms(experiment, palette, runs)

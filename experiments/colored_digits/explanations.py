@@ -146,7 +146,7 @@ def explanation_verdict(arms: list[ArmExplanation], seeds: int) -> str:
     significance = ("significant for every seed, the others for none" if alone else
                     f"significant for {original.significant_seeds}/{seeds} seeds, the others for "
                     + ", ".join(f"{arm.arm} {arm.significant_seeds}/{seeds}" for arm in others))
-    generated = [arm for arm in others if arm.arm in ("observational", "interventional")]
+    generated = [arm for arm in others if arm.arm in ("observational", "interventional", "counterfactual")]
     higher = [arm.arm for arm in generated if arm.iou_mean > original.iou_mean]
     iou = (f"GradCAM IoU higher than the original arm's ({original.iou_mean:.3f}) for {', '.join(higher) or 'no generated arm'}"
            + ("" if len(higher) == len(generated) else " (goal: every counterfactual-trained arm)"))

@@ -17,6 +17,9 @@ from trainers.config import ObjectiveConfig, StreamConfig
 # Every split becomes a static stream of the same name; the training split is the "original" stream.
 ORIGINAL_STREAM = "original"
 GENERATED_STREAMS: tuple[ArmName, ...] = ("observational", "interventional")
+# The CGN's stream, generated only when its arm runs; its generator lives beside the CVAE.
+COUNTERFACTUAL_STREAM: ArmName = "counterfactual"
+CGN_WEIGHTS = "generator-cgn"
 TEST_STREAMS = ("test_confounded", "test_causal")
 # Drawn like the causal test with its own held-out colours: what settings are chosen on (e.g. the
 # held-out real images of the causal bound), never the causal test.
@@ -37,10 +40,22 @@ def _store(experiment: ExperimentConfig, prepare: dict[str, PrepareConfig] | Non
     return ShardStoreConfig(root=experiment.store_dir, max_samples_per_shard=MAX_SAMPLES_PER_SHARD, prepare=prepare or {})
 
 
-def data_job(experiment: ExperimentConfig, stream: ArmName = "interventional") -> JobConfig:
-    """The job that prepares every split as a stream, trains the CVAE and generates ``stream``.
+def generated_streams(experiment: ExperimentConfig) -> tuple[ArmName, ...]:
+    """The generated streams the experiment makes: the CVAE's two, and the CGN's when its arm runs."""
+    return (*GENERATED_STREAMS, *([COUNTERFACTUAL_STREAM] if COUNTERFACTUAL_STREAM in experiment.arms else []))
 
-    Its output directory is the experiment's, where the CVAE and its directions live.
+
+def _generator(experiment: ExperimentConfig, stream: ArmName) -> GeneratorConfig:
+    if stream == COUNTERFACTUAL_STREAM:
+        weights = str(experiment.output_dir / CGN_WEIGHTS)
+        return GeneratorConfig(kind="cgn", weights=weights, cgn_train=experiment.cgn, train_stream=ORIGINAL_STREAM)
+    return GeneratorConfig(kind="cvae", train=experiment.generator, train_stream=ORIGINAL_STREAM)
+
+
+def data_job(experiment: ExperimentConfig, stream: ArmName = "interventional") -> JobConfig:
+    """The job that prepares every split as a stream, trains the stream's generator and generates ``stream``.
+
+    Its output directory is the experiment's, where the CVAE, its directions and the CGN live.
     """
     prepare = {
         stream_of_split(split): PrepareConfig(source=data_dir(experiment) / split, seed=experiment.data.seed, unit_size=500)
@@ -53,7 +68,7 @@ def data_job(experiment: ExperimentConfig, stream: ArmName = "interventional") -
         datagen=DatagenConfig(
             actors=experiment.datagen_actors,
             device="cpu",
-            generator=GeneratorConfig(kind="cvae", train=experiment.generator, train_stream=ORIGINAL_STREAM),
+            generator=_generator(experiment, stream),
             directions=experiment.directions.model_copy(update={"path": experiment.output_dir / "directions.npz"}),
             strategy=getattr(experiment, stream),
             stream=stream,
