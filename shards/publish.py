@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from shards.errors import ShardError
 from shards.files import TEMP_SUFFIX, write_durably
-from shards.manifest import Manifest
+from shards.manifest import Manifest, ManifestRecord
 from shards.segments import SegmentManifest
 from shards.storage import S3Store, S3Url
 
@@ -56,6 +56,10 @@ class LocalPublisher:
             raise ShardError(f"writer id {writer_id!r} is already in use in {self.stream_dir}; "
                              "give each concurrent writer its own id") from None
         self._lock = lock
+
+    def check_resumable(self, mine: list[ManifestRecord], config_hash: str) -> None:
+        """Nothing to refuse: the directory's lock file keeps one writer per id, and a job may resume
+        its own stream under an edited config (as before object storage existed)."""
 
     def remove_uncommitted(self, prefix: str, committed: set[str]) -> None:
         for path in self.stream_dir.glob(prefix + "*"):
@@ -95,6 +99,19 @@ class S3Publisher:
 
     def lock(self, stream: str, writer_id: str) -> None:
         """Nothing to hold: see the class docstring."""
+
+    def check_resumable(self, mine: list[ManifestRecord], config_hash: str) -> None:
+        """Refuse to continue a writer id whose segments another job committed.
+
+        Without a lock, two jobs pointed at one prefix would both run writer ``actor0`` and
+        interleave one sequence; a different config hash on this id's segments says the prefix
+        is another job's, so nothing is written or deleted and the error says where to go instead.
+        """
+        foreign = next((record for record in mine if record.config_hash != config_hash), None)
+        if foreign is not None:
+            raise ShardError(
+                f"{self.stream_dir}: holds another job's manifest (writer {foreign.writer!r} committed with config hash "
+                f"{foreign.config_hash[:16]}, this job's is {config_hash[:16]}); give this job its own prefix in the store root")
 
     def remove_uncommitted(self, prefix: str, committed: set[str]) -> None:
         for key, _ in list(self.store.list(prefix)):

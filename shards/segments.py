@@ -6,6 +6,10 @@ An object store has no append and no lock, so every commit is its own small obje
 id (or a restarted writer re-committing a sequence number) is refused instead of overwriting. The
 shard and its index are uploaded first, so a segment never names an object that is not whole.
 
+A stream copied from a local store (``aws s3 sync``) brings its single ``manifest.jsonl``: it is
+read as the stream's first segment, in its own line order, so such a copy needs no migration and
+its writers go on committing segments after it.
+
 Readers merge the segments in commit order: by commit time, then writer and sequence number, which
 keeps every writer's own commits in order (its committer thread commits them one after another,
 and S3 listing is strongly consistent, so a listed ``seq`` implies every lower one is listed too).
@@ -15,11 +19,13 @@ import json
 import re
 
 from shards.errors import ManifestError
-from shards.manifest import ManifestRecord, UnitProgress, UnitTrackerBase, parse_line
+from shards.manifest import MANIFEST_NAME, ManifestRecord, UnitProgress, UnitTrackerBase, parse_line
 from shards.storage import S3Store, S3Url
 
 SEGMENT_DIR = "manifest"
 MAX_SEGMENT_BYTES = 2**20
+# A copied local manifest holds one line per shard of the whole stream.
+MAX_COPIED_MANIFEST_BYTES = 2**31
 _SEGMENT_KEY = re.compile(rf"{SEGMENT_DIR}/([A-Za-z0-9_]+)/(\d{{12}})\.jsonl")
 
 
@@ -39,20 +45,25 @@ class SegmentManifest:
         self.store = S3Store(stream_url)
 
     def segment_keys(self) -> list[str]:
-        """Keys of every committed segment (other objects under ``manifest/`` are ignored)."""
-        return [key for key, _ in self.store.list(SEGMENT_DIR + "/") if _SEGMENT_KEY.fullmatch(key)]
+        """Keys of every committed segment, a copied ``manifest.jsonl`` first (other objects are ignored)."""
+        keys = [key for key, _ in self.store.list(MANIFEST_NAME) if key == MANIFEST_NAME]
+        return keys + [key for key, _ in self.store.list(SEGMENT_DIR + "/") if _SEGMENT_KEY.fullmatch(key)]
 
     def read_segments(self, keys: list[str]) -> list[ManifestRecord]:
         records = []
         for key in keys:
-            data = self.store.get(key, "manifest segment", MAX_SEGMENT_BYTES)
+            copied = key == MANIFEST_NAME
+            data = self.store.get(key, "copied manifest" if copied else "manifest segment",
+                                  MAX_COPIED_MANIFEST_BYTES if copied else MAX_SEGMENT_BYTES)
             where = str(self.stream_dir.join(key))
             records.extend(parse_line(line, f"{where}:{number}") for number, line in enumerate(data.splitlines(), 1))
         return records
 
     def records(self) -> list[ManifestRecord]:
-        """Every committed record, in commit order."""
-        return sorted(self.read_segments(self.segment_keys()), key=_commit_order)
+        """Every committed record, in commit order (a copied manifest's lines first, as they stand)."""
+        keys = self.segment_keys()
+        copied = [key for key in keys if key == MANIFEST_NAME]
+        return self.read_segments(copied) + sorted(self.read_segments(keys[len(copied):]), key=_commit_order)
 
     def shards(self) -> list[ManifestRecord]:
         return [record for record in self.records() if record.kind == "shard"]
@@ -87,7 +98,8 @@ class SegmentFollower:
     def poll_records(self) -> list[ManifestRecord]:
         """Records of the segments committed since the last poll, in commit order (one LIST, one GET per new segment)."""
         new = [key for key in self.manifest.segment_keys() if key not in self._seen]
-        records = sorted(self.manifest.read_segments(new), key=_commit_order)
+        copied = [key for key in new if key == MANIFEST_NAME]
+        records = self.manifest.read_segments(copied) + sorted(self.manifest.read_segments(new[len(copied):]), key=_commit_order)
         self._seen.update(new)  # only after every new segment parsed: a bad one is reported again
         return records
 

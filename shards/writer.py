@@ -187,8 +187,12 @@ class ShardWriter:
         self.on_commit = on_commit
         self._publisher = S3Publisher(self.stream_dir) if isinstance(self.stream_dir, S3Url) else LocalPublisher(self.stream_dir)
         self.manifest = self._publisher.manifest
-        self._publisher.lock(stream, writer_id)
-        self._next_seq = self._recover()
+        try:
+            self._publisher.lock(stream, writer_id)
+            self._next_seq = self._recover()
+        except BaseException:
+            self._publisher.close()
+            raise
         self._open: _OpenShard | None = None
         self._units_done: list[str] = []
         self._committer = _Committer()
@@ -197,6 +201,7 @@ class ShardWriter:
         """Remove this writer's uncommitted files (temp files, shards renamed but never added to
         the manifest) and return the next sequence number."""
         mine = [r for r in self.manifest.records() if r.writer == self.writer_id]  # one pass over the manifest
+        self._publisher.check_resumable(mine, self.config_hash)
         committed = {r.name.removesuffix(".tar") for r in mine if r.kind == "shard"}
         self._publisher.remove_uncommitted(f"{self.stream}-{self.writer_id}-", committed)
         return max((r.seq for r in mine), default=-1) + 1

@@ -243,6 +243,33 @@ def test_bad_input(case, tmp_path, monkeypatch, capsys):
     check_bad_input(case, tmp_path, monkeypatch, capsys)
 
 
+# s3:// store roots, against the session's SeaweedFS (tests/s3_server.py); "genint-bad-inputs" is
+# an existing empty bucket. A prefix holding another job's manifest is refused by the writer:
+# tests/test_s3_store.py (no CLI verb writes to a bucket yet).
+S3_STORE = "s3://genint-bad-inputs/store"
+S3_CASES = [
+    BadInput("verify-s3-unreachable-endpoint", ["shards", "verify", S3_STORE], 1,
+             f"{S3_STORE}: cannot reach the S3 endpoint http://127.0.0.1:9 ", env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}),
+    BadInput("verify-s3-missing-bucket", ["shards", "verify", "s3://genint-no-such-bucket/store"], 1,
+             "s3://genint-no-such-bucket/store: bucket 'genint-no-such-bucket' does not exist"),
+    BadInput("verify-s3-wrong-credentials", ["shards", "verify", S3_STORE], 1,
+             "refused the credentials while opening the bucket", env={"AWS_SECRET_ACCESS_KEY": "not-the-secret"}),
+    BadInput("verify-s3-not-a-store", ["shards", "verify", S3_STORE], 1,
+             f"{S3_STORE}: no manifest/ segments here or under its direct prefixes"),
+    BadInput("inspect-s3-wrong-credentials", ["shards", "inspect", S3_STORE], 1,
+             "refused the credentials", env={"AWS_SECRET_ACCESS_KEY": "not-the-secret"}),
+    BadInput("verify-s3-url-with-dotdot", ["shards", "verify", "s3://genint-bad-inputs/a/../b"], 1,
+             "s3://genint-bad-inputs/a/../b: not an S3 store root"),
+]
+
+
+@table(S3_CASES)
+def test_bad_s3_input(case, seaweedfs, tmp_path, monkeypatch, capsys):
+    if "genint-bad-inputs" not in {bucket["Name"] for bucket in seaweedfs.client().list_buckets()["Buckets"]}:
+        seaweedfs.client().create_bucket(Bucket="genint-bad-inputs")
+    check_bad_input(case, tmp_path, monkeypatch, capsys)
+
+
 # verify on a damaged store: one line per problem (naming the file), then the summary; exit 1.
 VERIFY_CASES = {
     "line-without-name": (lambda d: edit_line(d, 0, name=None),

@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+from shards.errors import ShardError
 from shards.storage import S3Store, S3Url, StorageError
 from shards.stores import open_follower, open_manifest, open_unit_tracker
 from shards.verify import verify_store
@@ -158,3 +159,27 @@ def test_unreachable_endpoint_missing_bucket_and_wrong_credentials_name_the_url(
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     with pytest.raises(StorageError, match=r"cannot reach the S3 endpoint http://127.0.0.1:9 .*AWS_ENDPOINT_URL"):
         ShardWriter(url, "original", "w0", "h")
+
+
+def test_a_stream_copied_from_a_local_store_reads_its_manifest_and_takes_new_segments(seaweedfs, tmp_path):
+    local = tmp_path / "store" / "original"
+    write_stream(local, 6, max_samples=3)
+    url = f"s3://{seaweedfs.new_bucket()}/copied/original"
+    store = S3Store(S3Url.parse(url))
+    for path in local.iterdir():
+        if not path.name.startswith("."):
+            store.upload(path, path.name)  # what `aws s3 sync` of the directory does
+    with ShardWriter(url, "original", "w1", "testhash", max_samples=3) as writer:
+        writer.write(make_sample(6))
+    assert [record.name for record in open_manifest(url).shards()] == [
+        "original-w0-000000.tar", "original-w0-000001.tar", "original-w1-000000.tar"]
+    assert verify_store(url) == ([], {"streams": 1, "shards": 3, "samples": 7})
+
+
+def test_a_prefix_holding_another_jobs_manifest_is_refused_before_anything_is_written(seaweedfs):
+    url = f"s3://{seaweedfs.new_bucket()}/job/original"
+    write_stream(url, 3, max_samples=3)  # config hash "testhash"
+    before = _objects(url)
+    with pytest.raises(ShardError, match=rf"^{url}: holds another job's manifest \(writer 'w0' committed with config hash testhash"):
+        ShardWriter(url, "original", "w0", "otherjob")
+    assert _objects(url) == before
