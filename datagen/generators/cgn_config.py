@@ -65,6 +65,9 @@ class CgnTrainConfig(BaseModel):
     texture_layers: tuple[str, ...] = Field(default=("conv1_1", "conv1_2", "conv2_1"), min_length=1,
                                             description="VGG-19 conv outputs whose Gram matrices the texture loss compares")
     seed: NonNegativeInt = Field(default=0, le=MAX_SEED, description="seeds initialisation, shuffling and every noise draw")
+    threads: NonNegativeInt = Field(default=0, le=1024, description=(
+        "torch's intra-op threads while training; 0 keeps torch's default. On cores shared with other work, 1 is "
+        "faster: a second OpenMP thread spins waiting for a busy core"))
 
     @model_validator(mode="after")
     def _settings_fit(self) -> "CgnTrainConfig":

@@ -139,20 +139,26 @@ def train_cgn(
     """
     check_training_data(images, labels, config.model, "CGN", _ARCHITECTURE)
     images, labels = images.float(), labels.long()
-    # Initialisation and dropout use the global RNG: seed it without disturbing the caller's.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        rng = torch.Generator().manual_seed(config.seed)
-        trainer = CgnTrainer(config, rng)
-        history = []
-        for epoch in range(config.epochs):
-            totals, batches = torch.zeros(len(LOSS_NAMES)), 0
-            for batch in torch.randperm(len(images), generator=rng).split(config.batch_size):
-                if len(batch) < 2:  # batch norm needs two images
-                    continue
-                totals += trainer.step(images[batch], labels[batch])
-                batches += 1
-            history.append(CgnEpochLosses(epoch, *(totals / max(batches, 1)).tolist()))
-            if on_progress is not None:
-                on_progress(epoch, history[-1].generator)
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    try:
+        # Initialisation and dropout use the global RNG: seed it without disturbing the caller's.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            rng = torch.Generator().manual_seed(config.seed)
+            trainer = CgnTrainer(config, rng)
+            history = []
+            for epoch in range(config.epochs):
+                totals, batches = torch.zeros(len(LOSS_NAMES)), 0
+                for batch in torch.randperm(len(images), generator=rng).split(config.batch_size):
+                    if len(batch) < 2:  # batch norm needs two images
+                        continue
+                    totals += trainer.step(images[batch], labels[batch])
+                    batches += 1
+                history.append(CgnEpochLosses(epoch, *(totals / max(batches, 1)).tolist()))
+                if on_progress is not None:
+                    on_progress(epoch, history[-1].generator)
+    finally:
+        torch.set_num_threads(threads)
     return CgnGenerator(trainer.network), history

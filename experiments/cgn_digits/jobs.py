@@ -1,33 +1,18 @@
 """The genint jobs of a CGN digits run: one per generated stream (preparing the splits, training the
 CGN once, generating), and one per arm and classifier seed reading the shared store."""
 
-from pathlib import Path
-
 from cluster.config import JobConfig
 from datagen.config import DatagenConfig, GeneratorConfig
 from experiments.cgn_digits.config import ArmName, ExperimentConfig
 from experiments.cgn_digits.data import SPLITS
+from experiments.colored_digits.jobs import ORIGINAL_STREAM, data_dir, store_config, stream_of_split
 from experiments.harness.arms import arm_dir
-from shards.config import PrepareConfig, ShardStoreConfig
+from shards.config import PrepareConfig
 from trainers.config import ObjectiveConfig, StreamConfig
 
-ORIGINAL_STREAM = "original"  # the training split
 GENERATED_STREAMS = ("observational", "counterfactual")
 TEST_STREAMS = ("test", "validation")  # the test is reported; validation is where settings are chosen
 CGN_WEIGHTS = "generator-cgn"
-MAX_SAMPLES_PER_SHARD = 256
-
-
-def stream_of_split(split: str) -> str:
-    return ORIGINAL_STREAM if split == "train" else split
-
-
-def data_dir(experiment: ExperimentConfig) -> Path:
-    return experiment.output_dir / "data"
-
-
-def _store(experiment: ExperimentConfig, prepare: dict[str, PrepareConfig] | None = None) -> ShardStoreConfig:
-    return ShardStoreConfig(root=experiment.store_dir, max_samples_per_shard=MAX_SAMPLES_PER_SHARD, prepare=prepare or {})
 
 
 def data_job(experiment: ExperimentConfig, stream: str = "counterfactual") -> JobConfig:
@@ -39,7 +24,7 @@ def data_job(experiment: ExperimentConfig, stream: str = "counterfactual") -> Jo
     return JobConfig(
         name=f"{experiment.name}-data",
         output_dir=experiment.output_dir,
-        shards=_store(experiment, prepare),
+        shards=store_config(experiment, prepare),
         datagen=DatagenConfig(actors=experiment.datagen_actors, device="cpu", generator=generator,
                               strategy=getattr(experiment, stream), stream=stream, seeds_per_unit=20,
                               seed=experiment.data.seed, image_format="png"),
@@ -59,4 +44,4 @@ def arm_job(experiment: ExperimentConfig, arm: ArmName, seed: int) -> JobConfig:
     """The training job of one arm and classifier seed (no generation: it reads the shared store)."""
     train = experiment.train.model_copy(update={"streams": arm_streams(experiment, arm), "objective": ObjectiveConfig(), "seed": seed})
     return JobConfig(name=f"{experiment.name}-{arm}-seed{seed}", output_dir=arm_dir(experiment.output_dir, arm, seed),
-                     shards=_store(experiment), datagen=DatagenConfig(actors=0), train=train)
+                     shards=store_config(experiment), datagen=DatagenConfig(actors=0), train=train)

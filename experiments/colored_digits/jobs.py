@@ -36,7 +36,8 @@ def data_dir(experiment: ExperimentConfig) -> Path:
     return experiment.output_dir / "data"
 
 
-def _store(experiment: ExperimentConfig, prepare: dict[str, PrepareConfig] | None = None) -> ShardStoreConfig:
+def store_config(experiment: ExperimentConfig, prepare: dict[str, PrepareConfig] | None = None) -> ShardStoreConfig:
+    """The experiment's shard store (also the CGN digits'): small shards under ``experiment.store_dir``."""
     return ShardStoreConfig(root=experiment.store_dir, max_samples_per_shard=MAX_SAMPLES_PER_SHARD, prepare=prepare or {})
 
 
@@ -64,7 +65,7 @@ def data_job(experiment: ExperimentConfig, stream: ArmName = "interventional") -
     return JobConfig(
         name=f"{experiment.name}-data",
         output_dir=experiment.output_dir,
-        shards=_store(experiment, prepare),
+        shards=store_config(experiment, prepare),
         datagen=DatagenConfig(
             actors=experiment.datagen_actors,
             device="cpu",
@@ -95,7 +96,7 @@ def arm_job(experiment: ExperimentConfig, arm: ArmName, seed: int) -> JobConfig:
     return JobConfig(
         name=f"{experiment.name}-{arm}-seed{seed}",
         output_dir=arm_dir(experiment.output_dir, arm, seed),
-        shards=_store(experiment),
+        shards=store_config(experiment),
         datagen=DatagenConfig(actors=0),
         train=train,
     )
