@@ -72,6 +72,11 @@ class S3Url:
         """The last part of the prefix (a stream directory's stream name)."""
         return self.prefix.rsplit("/", 1)[-1]
 
+    def with_name(self, name: str) -> "S3Url":
+        """The sibling object ``name`` (as ``Path.with_name``: a shard's index beside its tar)."""
+        parent = self.prefix.rpartition("/")[0]
+        return S3Url(self.bucket, f"{parent}/{name}" if parent else name)
+
     def __str__(self) -> str:
         return f"{SCHEME}{self.bucket}/{self.prefix}" if self.prefix else f"{SCHEME}{self.bucket}"
 
@@ -151,6 +156,19 @@ class S3Store:
             if response["ContentLength"] > max_bytes:
                 response["Body"].close()
                 raise StorageError(f"{self.url.join(relative)}: {what} is larger than {max_bytes} bytes")
+            return response["Body"].read()
+        except botocore.exceptions.ClientError as error:
+            if _code(error) in _MISSING_KEY_CODES:
+                raise StorageError(f"{self.url.join(relative)}: {what} is missing") from None
+            raise self._error(error, relative, f"reading the {what}") from None
+        except botocore.exceptions.BotoCoreError as error:
+            raise self._error(error, relative, f"reading the {what}") from None
+
+    def get_range(self, relative: str, start: int, length: int, what: str) -> bytes:
+        """``length`` bytes of the object from ``start`` (one ranged GET)."""
+        try:
+            response = self.client.get_object(Bucket=self.url.bucket, Key=self._key(relative),
+                                              Range=f"bytes={start}-{start + length - 1}")
             return response["Body"].read()
         except botocore.exceptions.ClientError as error:
             if _code(error) in _MISSING_KEY_CODES:

@@ -6,7 +6,9 @@ functions, so the rest of the code never tests the URL scheme itself.
 
 from pathlib import Path
 
+from shards import reader
 from shards.manifest import Manifest, ManifestFollower, UnitTracker, UnitTrackerBase
+from shards.s3_reader import check_committed_s3_shards
 from shards.segments import SegmentFollower, SegmentManifest, SegmentUnitTracker
 from shards.storage import S3Url, is_s3_url
 
@@ -36,3 +38,15 @@ def open_unit_tracker(stream_dir: "str | Path | S3Url") -> UnitTrackerBase:
     """Work-unit progress of a stream, advanced on every ``refresh``."""
     location = stream_location(stream_dir)
     return SegmentUnitTracker(location) if isinstance(location, S3Url) else UnitTracker(location)
+
+
+def check_committed_shards(stream_dir: "str | Path | S3Url"):
+    """``shards.reader.check_committed_shards`` on either backend: (readable, damaged) committed shards.
+
+    On object storage the readable shards are S3Urls (``str()`` gives the ``s3://`` path DALI reads,
+    ``with_name`` the index beside it), so a reader built for paths takes them unchanged.
+    """
+    location = stream_location(stream_dir)
+    if isinstance(location, S3Url):
+        return check_committed_s3_shards(location)
+    return reader.check_committed_shards(location)
