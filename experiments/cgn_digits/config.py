@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, 
 
 from cluster.config import MAX_NAME_CHARS
 from datagen.generators.cgn_config import CgnTrainConfig
+from experiments.colored_digits.config import distinct_arms
 from datagen.limits import MAX_ACTORS, MAX_SEED
 from datagen.strategy_config import StrategyConfig
 from trainers.config import TrainConfig
@@ -71,12 +72,7 @@ class ExperimentConfig(BaseModel):
     batch_size: PositiveInt = Field(default=64, le=MAX_BATCH_SIZE, description="images per step (half from each stream for original_counterfactual)")
     train: TrainConfig = Field(description="the classifier and its optimisation; each arm sets streams and seed")
 
-    @field_validator("arms")
-    @classmethod
-    def _arms_once(cls, arms: list[ArmName]) -> list[ArmName]:
-        if len(set(arms)) != len(arms):
-            raise ValueError(f"must not repeat an arm (got {arms})")
-        return arms
+    _arms_once = field_validator("arms")(distinct_arms)
 
     @model_validator(mode="after")
     def _strategies_fit(self) -> "ExperimentConfig":

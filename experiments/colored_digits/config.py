@@ -30,6 +30,13 @@ ArmName = Literal["original", "observational", "interventional", "irm", "counter
 ARMS: tuple[ArmName, ...] = ("original", "observational", "interventional", "irm")
 
 
+def distinct_arms(arms: list[str]) -> list[str]:
+    """An experiment's ``arms`` validator (also the CGN digits'): each arm at most once."""
+    if len(set(arms)) != len(arms):
+        raise ValueError(f"must not repeat an arm (got {arms})")
+    return arms
+
+
 class DigitsDataConfig(BaseModel):
     """How the 1,797 digits become a confounded training set, a validation set and two test sets."""
 
@@ -100,12 +107,7 @@ class ExperimentConfig(BaseModel):
         "background colour with its permutation test, and GradCAM's IoU with the stroke masks; stream and colours are "
         "the experiment's own (validation, class colour to another class's)"))
 
-    @field_validator("arms")
-    @classmethod
-    def _arms_once(cls, arms: list[ArmName]) -> list[ArmName]:
-        if len(set(arms)) != len(arms):
-            raise ValueError(f"must not repeat an arm (got {arms})")
-        return arms
+    _arms_once = field_validator("arms")(distinct_arms)
 
     @model_validator(mode="after")
     def _strategies_fit_their_arms(self) -> "ExperimentConfig":
