@@ -12,6 +12,7 @@ boto3 and DALI's S3 reader read them, so one environment serves the writers and 
 Nothing here is cached across processes: a ``S3Store`` pickles as its URL and reconnects.
 """
 
+import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,48 +146,42 @@ class S3Store:
         except botocore.exceptions.BotoCoreError as error:
             raise self._error(error, "", "opening the bucket") from None
 
+    @contextlib.contextmanager
+    def _reading(self, relative: str, what: str) -> Iterator[None]:
+        """Turn a failed read of ``relative`` into one StorageError: missing (naming ``what``) or why."""
+        try:
+            yield
+        except botocore.exceptions.ClientError as error:
+            if _code(error) in _MISSING_KEY_CODES:
+                raise StorageError(f"{self.url.join(relative)}: {what} is missing") from None
+            raise self._error(error, relative, f"reading the {what}") from None
+        except botocore.exceptions.BotoCoreError as error:
+            raise self._error(error, relative, f"reading the {what}") from None
+
     def get(self, relative: str, what: str, max_bytes: int) -> bytes:
         """The object's bytes, refusing one larger than ``max_bytes``.
 
         Raises:
             StorageError: missing (naming ``what``), too large, or the request failed.
         """
-        try:
+        with self._reading(relative, what):
             response = self.client.get_object(Bucket=self.url.bucket, Key=self._key(relative))
             if response["ContentLength"] > max_bytes:
                 response["Body"].close()
                 raise StorageError(f"{self.url.join(relative)}: {what} is larger than {max_bytes} bytes")
             return response["Body"].read()
-        except botocore.exceptions.ClientError as error:
-            if _code(error) in _MISSING_KEY_CODES:
-                raise StorageError(f"{self.url.join(relative)}: {what} is missing") from None
-            raise self._error(error, relative, f"reading the {what}") from None
-        except botocore.exceptions.BotoCoreError as error:
-            raise self._error(error, relative, f"reading the {what}") from None
 
     def get_range(self, relative: str, start: int, length: int, what: str) -> bytes:
         """``length`` bytes of the object from ``start`` (one ranged GET)."""
-        try:
+        with self._reading(relative, what):
             response = self.client.get_object(Bucket=self.url.bucket, Key=self._key(relative),
                                               Range=f"bytes={start}-{start + length - 1}")
             return response["Body"].read()
-        except botocore.exceptions.ClientError as error:
-            if _code(error) in _MISSING_KEY_CODES:
-                raise StorageError(f"{self.url.join(relative)}: {what} is missing") from None
-            raise self._error(error, relative, f"reading the {what}") from None
-        except botocore.exceptions.BotoCoreError as error:
-            raise self._error(error, relative, f"reading the {what}") from None
 
     def download(self, relative: str, path: Path, what: str) -> None:
         """Copy the object to the local file ``path`` (ranged, parallel GETs for large objects)."""
-        try:
+        with self._reading(relative, what):
             self.client.download_file(self.url.bucket, self._key(relative), str(path))
-        except botocore.exceptions.ClientError as error:
-            if _code(error) in _MISSING_KEY_CODES:
-                raise StorageError(f"{self.url.join(relative)}: {what} is missing") from None
-            raise self._error(error, relative, f"downloading the {what}") from None
-        except botocore.exceptions.BotoCoreError as error:
-            raise self._error(error, relative, f"downloading the {what}") from None
 
     def put(self, relative: str, data: bytes) -> None:
         """Create or replace an object (S3 PUT is atomic: readers see the old or the whole new one)."""

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 
 import pytest
 
@@ -15,21 +14,7 @@ from shards.stores import open_follower, open_manifest, open_unit_tracker
 from shards.verify import verify_store
 from shards.writer import ShardWriter
 from tests.conftest import make_sample, write_stream
-
-# Writes 13 samples in shards of 5, waits for two commits, says so and sleeps mid-third-shard.
-WRITER_SCRIPT = textwrap.dedent("""
-    import sys, threading, time
-    from shards.writer import ShardWriter
-    from tests.conftest import make_sample
-    committed = threading.Semaphore(0)
-    with ShardWriter(sys.argv[1], "original", "w0", "h", max_samples=5, on_commit=lambda r: committed.release()) as writer:
-        for index in range(13):
-            writer.write(make_sample(index))
-        for _ in range(2):
-            committed.acquire(timeout=30)
-        print("mid-shard", flush=True)
-        time.sleep(60)
-""")
+from tests.test_crash_safety import WRITER_SCRIPT  # the same writer, killed mid-shard, on both backends
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -99,7 +84,7 @@ def test_restarted_writer_deletes_its_uncommitted_objects_and_nothing_else(seawe
     store.put("original-w0-000001.tar", b"uploaded, never committed")  # a crash between upload and segment
     store.put("original-w1-000000.tar", b"another writer's")
     store.put("notes.txt", b"the user's")
-    with ShardWriter(url, "original", "w0", "h", max_samples=5):
+    with ShardWriter(url, "original", "w0", "testhash", max_samples=5):
         pass
     assert "original-w0-000001.tar" not in _objects(url)
     assert {"original-w1-000000.tar", "notes.txt"} <= set(_objects(url))
