@@ -59,6 +59,11 @@ def _whole_number(minimum: int, maximum: int):
     return parse
 
 
+def _store_root(text: str) -> "Path | str":
+    """A store directory, or an ``s3://`` URL kept as text (Path would fold its ``//``)."""
+    return text if text.startswith("s3://") else Path(text)
+
+
 def _stream_name(text: str) -> str:
     from shards.names import is_name_part
 
@@ -99,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(commands.add_parser("directions", help="compute the generator's GANSpace directions (resumable)"))
 
     generator = commands.add_parser("generator", help="generator tools").add_subparsers(dest="action", required=True)
-    _add_config_arguments(generator.add_parser("train", help="train the job's CVAE on its training stream"))
+    _add_config_arguments(generator.add_parser("train", help="train the job's CVAE or CGN on its training stream"))
 
     evaluate = commands.add_parser("eval", help="top-1/top-5 (ObjectNet, ImageNet-C mCE, ImageNet-V2, folders, shards)")
     evaluate.add_argument("checkpoint", help="a trainer checkpoint directory, a state_dict file, or torchvision weights name")
@@ -125,12 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_arguments(config.add_parser("check", help="validate a config and print it resolved"))
 
     shards = commands.add_parser("shards", help="shard store tools").add_subparsers(dest="action", required=True)
-    shards.add_parser("verify", help="check every manifest line against its files").add_argument("dir", type=Path)
-    shards.add_parser("inspect", help="per-stream totals, classes and provenance").add_argument("dir", type=Path)
+    shards.add_parser("verify", help="check every manifest line against its files").add_argument("dir", type=_store_root)
+    shards.add_parser("inspect", help="per-stream totals, classes and provenance").add_argument("dir", type=_store_root)
 
     prepare = commands.add_parser("prepare", help="ImageFolder tree -> shuffled shards (resumable)")
     prepare.add_argument("source", type=Path, help="ImageFolder root: one folder per class")
-    prepare.add_argument("out", type=Path, help="store root; the stream lands in OUT/STREAM")
+    prepare.add_argument("out", type=_store_root, help="store root (a directory or s3://BUCKET/PREFIX); the stream lands in OUT/STREAM")
     prepare.add_argument("--stream", required=True, type=_stream_name, help="stream name, e.g. original")
     prepare.add_argument("--seed", type=_whole_number(0, MAX_SEED), default=0, help="shuffle seed (default 0)")
     prepare.add_argument("--workers", type=_whole_number(1, MAX_PREPARE_WORKERS), default=1, help="decoding processes (default 1)")
@@ -239,8 +244,11 @@ def _directions(args: argparse.Namespace) -> int:
 def _generator_train(args: argparse.Namespace) -> int:
     from cluster.generation import train_generator
 
-    path = train_generator(_load_job(args))
-    console.print(f"generator: trained CVAE saved to {path}")
+    from datagen.generators.training import KIND_NAMES
+
+    config = _load_job(args)
+    path = train_generator(config)
+    console.print(f"generator: trained {KIND_NAMES.get(config.datagen.generator.kind, config.datagen.generator.kind)} saved to {path}")
     return 0
 
 

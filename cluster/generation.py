@@ -1,4 +1,4 @@
-"""The generation stages of a job: train the CVAE, compute directions, run the datagen pools.
+"""The generation stages of a job: train the CVAE or CGN, compute directions, run the datagen pools.
 
 ``run_datagen_stages`` is the one sequence of the pools (generation, then transfer) that
 ``genint datagen`` and the job's controller both run, each showing progress its own way.
@@ -13,8 +13,8 @@ from cluster.local_ray import cluster_has_gpus
 from cluster.progress import progress_bar
 from datagen.actors import ActorSettings
 from datagen.directions import Directions, compute_directions
-from datagen.generators.cvae_training import load_stream_images, train_cvae
 from datagen.generators.loading import load_generator, pick_device
+from datagen.generators.training import train_from_stream, training_epochs
 from datagen.pool import ActorPool, PoolEvent, PoolReport
 from datagen.service import (
     plan_generation,
@@ -32,12 +32,12 @@ PoolCallback = Callable[[PoolEvent], None]
 
 
 def train_generator(config: JobConfig) -> Path:
-    """Train the job's CVAE on its training stream and save it where the actors load it from."""
+    """Train the job's CVAE or CGN on its training stream and save it where the actors load it from."""
     generator_config = config.datagen.generator
-    images, labels = load_stream_images(config.store_dir / generator_config.train_stream, generator_config.train.model.image_size)
-    epochs = generator_config.train.epochs
+    epochs = training_epochs(generator_config)
     with progress_bar("train generator") as update:
-        generator, _ = train_cvae(images, labels, generator_config.train, on_progress=lambda epoch, loss: update(epoch + 1, epochs))
+        generator = train_from_stream(generator_config, config.store_dir / generator_config.train_stream,
+                                      on_progress=lambda epoch, loss: update(epoch + 1, epochs))
     destination = Path(config.datagen.weights_path(config.output_dir))
     generator.save(destination)
     return destination

@@ -25,6 +25,7 @@ from cluster.local_ray import cluster_has_gpus, ray_session, session_logs_dir
 from cluster.progress import console, progress_bar, progress_board
 from cluster.training import check_streams_committed
 from datagen.actors import ActorSettings
+from datagen.generators.training import TRAINABLE_KINDS
 from datagen.pool import PoolReport
 from datagen.units import WorkUnit
 from shards.inspect import StreamSummary, summarize_store
@@ -75,10 +76,10 @@ def prepare_streams(config: JobConfig, config_hash: str) -> dict[str, PrepareRep
 
 
 def prepare_generator(config: JobConfig) -> None:
-    """Finish what the job's generator needs that is not there yet: a trained CVAE, and the
+    """Finish what the job's generator needs that is not there yet: a trained CVAE or CGN, and the
     directions for an intervention strategy. An existing generator directory or directions file is reused."""
     datagen = config.datagen
-    if datagen.generator.kind == "cvae" and not Path(datagen.weights_path(config.output_dir)).exists():
+    if datagen.generator.kind in TRAINABLE_KINDS and not Path(datagen.weights_path(config.output_dir)).exists():
         train_generator(config)
     if datagen.strategy.kind == "intervention" and not datagen.directions_path(config.output_dir).exists():
         compute_job_directions(config)

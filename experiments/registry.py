@@ -19,6 +19,7 @@ from cluster.config_yaml import echo
 from cluster.errors import ConfigError
 
 EXPERIMENTS = {
+    "cgn_digits": "experiments.cgn_digits",
     "colored_digits": "experiments.colored_digits",
 }
 

@@ -143,7 +143,12 @@ def _checked_keys(path: Path, record: ManifestRecord) -> list[str]:
     A canonical index is checked in bulk (``shards.canonical_index``); any other, or one that fails
     there, line by line, which raises naming the line.
     """
-    first_block, data, index_path = _read_committed(path, record)
+    return index_keys(path, record, *_read_committed(path, record))
+
+
+def index_keys(path: "Path | str", record: ManifestRecord, first_block: bytes, data: bytes, index_path: "Path | str") -> list[str]:
+    """``_checked_keys`` on bytes already read: the tar's first block and the index's content
+    (``shards.s3_reader`` reads them from object storage)."""
     keys = canonical_index_keys(data, record.samples, record.bytes)
     if keys is None:
         return [members[0].key for members in _checked_index(path, record, first_block, data, index_path)]

@@ -16,11 +16,10 @@ from tests.conftest import make_sample
 # on a background thread), then reports that it is in the middle of the third and sleeps.
 WRITER_SCRIPT = textwrap.dedent("""
     import sys, threading, time
-    from pathlib import Path
     from shards.writer import ShardWriter
     from tests.conftest import make_sample
     committed = threading.Semaphore(0)
-    with ShardWriter(Path(sys.argv[1]), "original", "w0", "h", max_samples=5, on_commit=lambda r: committed.release()) as writer:
+    with ShardWriter(sys.argv[1], "original", "w0", "h", max_samples=5, on_commit=lambda r: committed.release()) as writer:
         for index in range(13):
             writer.write(make_sample(index))
         for _ in range(2):

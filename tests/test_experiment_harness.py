@@ -46,9 +46,9 @@ def test_every_shipped_experiment_config_loads_through_its_kind_and_every_kind_h
 
 
 @pytest.mark.parametrize("text, message", [
-    ("name: x\n", "kind is required: it names the experiment (known kinds: colored_digits)"),
-    ("kind: colored_mnist\n", "kind must be one of the known kinds: colored_digits (got 'colored_mnist')"),
-    ("kind: {a: 1}\n", "kind must be one of the known kinds: colored_digits (got {'a': 1})"),
+    ("name: x\n", "kind is required: it names the experiment (known kinds: cgn_digits, colored_digits)"),
+    ("kind: colored_mnist\n", "kind must be one of the known kinds: cgn_digits, colored_digits (got 'colored_mnist')"),
+    ("kind: {a: 1}\n", "kind must be one of the known kinds: cgn_digits, colored_digits (got {'a': 1})"),
 ])
 def test_a_missing_or_unknown_kind_is_one_line_naming_the_known_kinds(tmp_path, text, message):
     path = tmp_path / "experiment.yaml"

@@ -22,7 +22,7 @@ import torch
 from nvidia.dali import fn, pipeline_def, types
 
 from shards.names import index_file_name
-from shards.reader import check_committed_shards
+from shards.stores import check_committed_shards
 from trainers.data.augment import Augment, train_transform
 from trainers.data.bad_data import damaged_shards_error
 from trainers.data.config import LoaderConfig
