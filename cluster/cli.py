@@ -64,6 +64,14 @@ def _store_root(text: str) -> "Path | str":
     return text if text.startswith("s3://") else Path(text)
 
 
+def _local_store_root(text: str) -> Path:
+    """A store directory; ``prepare`` does not write to object storage yet."""
+    if text.startswith("s3://"):
+        raise argparse.ArgumentTypeError(f"must be a local directory (got {text}): prepare does not write to s3:// yet; "
+                                         "prepare to a directory, then copy the stream into the bucket")
+    return Path(text)
+
+
 def _stream_name(text: str) -> str:
     from shards.names import is_name_part
 
@@ -135,7 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     prepare = commands.add_parser("prepare", help="ImageFolder tree -> shuffled shards (resumable)")
     prepare.add_argument("source", type=Path, help="ImageFolder root: one folder per class")
-    prepare.add_argument("out", type=_store_root, help="store root (a directory or s3://BUCKET/PREFIX); the stream lands in OUT/STREAM")
+    prepare.add_argument("out", type=_local_store_root, help="store root directory; the stream lands in OUT/STREAM")
     prepare.add_argument("--stream", required=True, type=_stream_name, help="stream name, e.g. original")
     prepare.add_argument("--seed", type=_whole_number(0, MAX_SEED), default=0, help="shuffle seed (default 0)")
     prepare.add_argument("--workers", type=_whole_number(1, MAX_PREPARE_WORKERS), default=1, help="decoding processes (default 1)")
