@@ -24,7 +24,7 @@ import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, TypeVar
 
 import webdataset
 from webdataset.tariterators import group_by_keys, tar_file_expander
@@ -40,6 +40,10 @@ from shards.sample import check_fields, check_key
 TAR_BLOCK_BYTES = 512
 # An index line per sample is far shorter than the sample's tar members (a 512-byte header each).
 MIN_INDEX_LIMIT_BYTES = 2**16
+
+
+# Where a shard is: a Path in a directory store, an S3Url on object storage.
+Location = TypeVar("Location")
 
 
 @dataclass(frozen=True)
@@ -187,21 +191,30 @@ def check_committed_shards(stream_dir: Path) -> tuple[list[tuple[Path, ManifestR
         ShardError: if the manifest itself cannot be read or has a bad line.
     """
     stream_dir = Path(stream_dir)
+    return split_readable([(stream_dir / record.name, record) for record in Manifest(stream_dir).shards()], _checked_keys)
+
+
+def split_readable(shards: list[tuple[Location, ManifestRecord]], keys_of: Callable[[Location, ManifestRecord], list[str]]
+                   ) -> tuple[list[tuple[Location, ManifestRecord]], list[DamagedShard]]:
+    """Committed shards (where each is, its manifest line) split into (readable, damaged), in order.
+
+    ``keys_of`` gives a shard's sample keys or raises ShardError; a shard that repeats a key of an
+    earlier one is damaged too. Shared by the directory and the object-storage checks.
+    """
     readable, damaged = [], []
     keys: dict[str, str] = {}
-    for record in Manifest(stream_dir).shards():
-        path = stream_dir / record.name
+    for location, record in shards:
         try:
-            shard_keys = _checked_keys(path, record)
+            shard_keys = keys_of(location, record)
         except ShardError as error:
-            damaged.append(DamagedShard(path, record, str(error)))
+            damaged.append(DamagedShard(location, record, str(error)))
             continue
         if not keys.keys().isdisjoint(shard_keys):
             repeated = next(key for key in shard_keys if key in keys)
-            damaged.append(DamagedShard(path, record, f"{path}: sample key {repeated!r} is also in {keys[repeated]}"))
+            damaged.append(DamagedShard(location, record, f"{location}: sample key {repeated!r} is also in {keys[repeated]}"))
             continue
         keys.update(dict.fromkeys(shard_keys, record.name))
-        readable.append((path, record))
+        readable.append((location, record))
     return readable, damaged
 
 

@@ -13,7 +13,7 @@ per sample, about 110 samples/s here against 6,100 from local disk (bench/dali_s
 from shards.errors import ShardError
 from shards.manifest import ManifestRecord
 from shards.names import index_file_name
-from shards.reader import MIN_INDEX_LIMIT_BYTES, TAR_BLOCK_BYTES, DamagedShard, index_keys
+from shards.reader import MIN_INDEX_LIMIT_BYTES, TAR_BLOCK_BYTES, DamagedShard, index_keys, split_readable
 from shards.segments import SegmentManifest
 from shards.storage import S3Url
 
@@ -27,27 +27,16 @@ def check_committed_s3_shards(stream_url: S3Url) -> tuple[list[tuple[S3Url, Mani
     manifest = SegmentManifest(stream_url)
     records = manifest.shards()
     sizes = dict(manifest.store.list(""))
-    readable, damaged = [], []
-    keys: dict[str, str] = {}
-    for record in records:
-        url = stream_url.join(record.name)
+
+    def keys_of(url: S3Url, record: ManifestRecord) -> list[str]:
         index_name = index_file_name(record.name)
-        try:
-            if sizes.get(record.name) != record.bytes:
-                found = "is missing" if record.name not in sizes else f"has {sizes[record.name]} bytes"
-                raise ShardError(f"{url}: shard {found}, the manifest says {record.bytes} bytes")
-            if index_name not in sizes:
-                raise ShardError(f"{stream_url.join(index_name)}: DALI index is missing")
-            first_block = manifest.store.get_range(record.name, 0, TAR_BLOCK_BYTES, "shard")
-            index = manifest.store.get(index_name, "DALI index", max(record.bytes, MIN_INDEX_LIMIT_BYTES))
-            shard_keys = index_keys(url, record, first_block, index, stream_url.join(index_name))
-        except ShardError as error:
-            damaged.append(DamagedShard(url, record, str(error)))
-            continue
-        if not keys.keys().isdisjoint(shard_keys):
-            repeated = next(key for key in shard_keys if key in keys)
-            damaged.append(DamagedShard(url, record, f"{url}: sample key {repeated!r} is also in {keys[repeated]}"))
-            continue
-        keys.update(dict.fromkeys(shard_keys, record.name))
-        readable.append((url, record))
-    return readable, damaged
+        if sizes.get(record.name) != record.bytes:
+            found = "is missing" if record.name not in sizes else f"has {sizes[record.name]} bytes"
+            raise ShardError(f"{url}: shard {found}, the manifest says {record.bytes} bytes")
+        if index_name not in sizes:
+            raise ShardError(f"{stream_url.join(index_name)}: DALI index is missing")
+        first_block = manifest.store.get_range(record.name, 0, TAR_BLOCK_BYTES, "shard")
+        index = manifest.store.get(index_name, "DALI index", max(record.bytes, MIN_INDEX_LIMIT_BYTES))
+        return index_keys(url, record, first_block, index, stream_url.join(index_name))
+
+    return split_readable([(stream_url.join(record.name), record) for record in records], keys_of)

@@ -68,3 +68,12 @@ def check_bad_input(case: BadInput, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 def table(cases: list[BadInput]):
     """``pytest.mark.parametrize`` over a table, each row named by its id."""
     return pytest.mark.parametrize("case", cases, ids=[case.id for case in cases])
+
+
+def one_line_error(call: Callable[[], object], error_type: type[Exception]) -> str:
+    """The message of the ``error_type`` that ``call()`` raises, checked to be one non-empty line."""
+    with pytest.raises(error_type) as caught:
+        call()
+    message = str(caught.value)
+    assert "\n" not in message and message
+    return message

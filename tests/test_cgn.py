@@ -40,6 +40,7 @@ from datagen.strategy_config import StrategyConfig
 from datagen.unit_writer import UnitWriter
 from datagen.units import WorkUnit
 from shards.manifest import Manifest
+from tests import bad_input_helpers
 from tests.datagen_helpers import tiny_store
 
 TINY = CgnArchitecture(num_classes=3, image_size=8, noise_dim=4, label_embedding_dim=3, width=4)
@@ -54,11 +55,7 @@ def tiny_cgn(seed: int = 0) -> CgnGenerator:
 
 
 def one_line_error(call) -> str:
-    with pytest.raises(DatagenError) as caught:
-        call()
-    message = str(caught.value)
-    assert "\n" not in message and message
-    return message
+    return bad_input_helpers.one_line_error(call, DatagenError)
 
 
 def test_composer_takes_the_foreground_under_a_full_mask_and_the_background_under_an_empty_one():

@@ -19,6 +19,7 @@ from datagen.generators.cvae import (
 )
 from datagen.generators.cvae_config import CvaeArchitecture
 from datagen.generators.loading import load_generator
+from tests import bad_input_helpers
 
 TINY = CvaeArchitecture(num_classes=4, image_size=8, hidden_dim=16, latent_dim=3, label_embedding_dim=2)
 
@@ -30,11 +31,7 @@ def tiny_generator(seed: int = 0) -> CvaeGenerator:
 
 
 def one_line_error(call) -> str:
-    with pytest.raises(DatagenError) as caught:
-        call()
-    message = str(caught.value)
-    assert "\n" not in message and message
-    return message
+    return bad_input_helpers.one_line_error(call, DatagenError)
 
 
 def test_generate_gives_images_in_unit_range_on_cpu():
