@@ -6,7 +6,6 @@ Each test takes its own bucket from ``new_bucket``. Stopped (and its directory r
 """
 
 import json
-import os
 import shutil
 import socket
 import subprocess
@@ -110,19 +109,15 @@ def seaweedfs() -> Iterator[SeaweedS3]:
     data_dir = Path(tempfile.mkdtemp(prefix="genint-seaweedfs-"))
     process, endpoint = _start(data_dir)
     server = SeaweedS3(endpoint)
-    saved = {name: os.environ.get(name) for name in
-             ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION")}
     try:
         _wait_ready(process, server, data_dir / "weed.log")
-        os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-                          AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1")
-        yield server
+        # The session-wide AWS variables, undone at the end (monkeypatch is function-scoped).
+        with pytest.MonkeyPatch.context() as environment:
+            for name, value in dict(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+                                    AWS_REGION="us-east-1", AWS_DEFAULT_REGION="us-east-1").items():
+                environment.setenv(name, value)
+            yield server
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
         # Killed, not stopped gracefully: its data directory is a temp one, removed next.
         process.kill()
         process.wait()
