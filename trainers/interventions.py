@@ -1,0 +1,123 @@
+"""Interchange interventions by forward hooks: name a module's output and slices of it (sites),
+run a forward pass with a base input's sites replaced by a source input's values. No model
+surgery: the same hooks work on torchvision's ResNets, the small CNN and any ``nn.Module``.
+
+A site is an index into one row of the module's output (the batch dimension excluded). Every
+row of a batch may swap its own site (``base_sites``) from its own source site (``source_sites``:
+the same for the typed interventions of IIT, another position for the untyped ablation); the
+choice is made with tensor indexing and ``torch.where`` so nothing waits for the device.
+"""
+
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from trainers.errors import TrainError
+
+Index = tuple[slice, ...]
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Where the high-level variables live: a module's output and one site per variable.
+
+    ``sites`` is either a list of per-dimension ``(start, stop)`` ranges (one list per variable)
+    or the word ``quadrants``: a (C, H, W) output cut into its top-left, top-right, bottom-left
+    and bottom-right quarters, all channels (the seed's MNIST-PVR alignment).
+    """
+
+    module: str
+    sites: str | tuple[tuple[tuple[int, int], ...], ...]
+
+    @property
+    def site_count(self) -> int:
+        return 4 if self.sites == "quadrants" else len(self.sites)
+
+    def indices(self, row_shape: torch.Size) -> list[Index]:
+        """The sites as index tuples into one row of an output of shape ``row_shape``."""
+        if self.sites == "quadrants":
+            if len(row_shape) != 3:
+                raise TrainError(f"alignment quadrants needs a (C, H, W) output at {self.module}, got shape {tuple(row_shape)}")
+            h, w = row_shape[1] // 2, row_shape[2] // 2
+            halves_h, halves_w = (slice(0, h), slice(h, 2 * h)), (slice(0, w), slice(w, 2 * w))
+            return [(slice(None), rows, columns) for rows in halves_h for columns in halves_w]
+        if len({tuple(b - a for a, b in site) for site in self.sites}) > 1:
+            raise TrainError(f"alignment sites at {self.module} must all have one shape (a source's site is written into any base site)")
+        indices = []
+        for site in self.sites:
+            if len(site) > len(row_shape) or any(not 0 <= a < b <= n for (a, b), n in zip(site, row_shape)):
+                raise TrainError(f"alignment site {list(map(list, site))} does not fit the output of {self.module} (shape {tuple(row_shape)})")
+            indices.append(tuple(slice(a, b) for a, b in site))
+        return indices
+
+
+def aligned_module(model: nn.Module, alignment: Alignment) -> nn.Module:
+    """The module the alignment names; a TrainError naming it and the model's top-level modules if none."""
+    try:
+        return model.get_submodule(alignment.module)
+    except AttributeError:
+        known = ", ".join(name for name, _ in model.named_children())
+        raise TrainError(f"alignment module {alignment.module!r} is not in the model (its top-level modules: {known})") from None
+
+
+@contextmanager
+def _hooked(module: nn.Module, hook):
+    handle = module.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def capture(model: nn.Module, alignment: Alignment, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's output on ``inputs`` and the aligned module's output on them."""
+    seen = []
+    # A clone: an in-place module after the aligned one (torchvision's ReLU(inplace=True) after bn1)
+    # would otherwise overwrite the captured values.
+    with _hooked(aligned_module(model, alignment), lambda module, args, output: seen.append(output.clone())):
+        logits = model(inputs)
+    return logits, seen[0]
+
+
+def swap_sites(base: torch.Tensor, source: torch.Tensor, indices: Sequence[Index], base_sites: torch.Tensor,
+               source_sites: torch.Tensor) -> torch.Tensor:
+    """``base`` with row r's site ``base_sites[r]`` replaced by ``source`` row r's site ``source_sites[r]``.
+
+    All sites must have one shape (the quadrants do; the toy's units do). Differentiable in both.
+    """
+    rows = torch.arange(len(base), device=base.device)
+    regions = torch.stack([source[(slice(None), *index)] for index in indices])  # (sites, N, ...)
+    chosen = regions[source_sites, rows]  # row r's source region
+    swapped = base.clone()
+    for site, index in enumerate(indices):
+        region = (slice(None), *index)
+        here = (base_sites == site).view(-1, *[1] * (chosen.dim() - 1))
+        swapped[region] = torch.where(here, chosen, base[region])
+    return swapped
+
+
+def interchange_forward(model: nn.Module, alignment: Alignment, base: torch.Tensor, source: torch.Tensor,
+                        base_sites: torch.Tensor, source_sites: torch.Tensor | None = None,
+                        source_values: torch.Tensor | None = None) -> torch.Tensor:
+    """The model's output on ``base`` with each row's aligned site set to its source's values.
+
+    Args:
+        base, source: paired inputs (row r of ``base`` takes from row r of ``source``).
+        base_sites: (N,) int64, the site each base row is intervened at.
+        source_sites: (N,) int64, the site read from the source; None: the same as ``base_sites``.
+        source_values: the aligned module's output on ``source`` if already computed (gradients
+            flow into it as into the base run, as in the seed's training).
+    """
+    module = aligned_module(model, alignment)
+    if source_values is None:
+        _, source_values = capture(model, alignment, source)
+    sites = base_sites if source_sites is None else source_sites
+
+    def replace(module, args, output):
+        return swap_sites(output, source_values, alignment.indices(output.shape[1:]), base_sites, sites)
+
+    with _hooked(module, replace):
+        return model(base)
