@@ -85,6 +85,9 @@ def test_pointer_value_counterfactuals_on_constructed_grids():
     source = torch.tensor([[8, 0, 0, 0], [0, 9, 9, 9], [1, 1, 1, 3], [3, 4, 4, 4]])
     # row 0: pointer 8 -> bottom-right 7; row 1: pointer 4 keeps, bottom-left 9; row 2: bottom-right 3; row 3: top-right 4
     assert pvr.counterfactual(grids, source, torch.tensor([0, 2, 3, 1])).tolist() == [7, 9, 3, 4]
+    # typed: row 0 writes source's bottom-left 0 into its pointer (-> top-right 5); row 1 source's pointer 0 into its bottom-left
+    typed = pvr.counterfactual(grids, source, torch.tensor([0, 2, 3, 1]), torch.tensor([2, 0, 0, 3]))
+    assert typed.tolist() == [5, 0, 1, 4]  # row 2: source pointer 1 into bottom-right; row 3: source bottom-right 4 into top-right
     # swapping a variable the pointer does not read leaves the label (row 2's pointer 9 reads bottom-right 7)
     assert pvr.counterfactual(grids, source, torch.tensor([3, 3, 1, 2])).tolist() == [5, 6, 7, 1]
 

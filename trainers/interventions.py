@@ -4,7 +4,8 @@ surgery: the same hooks work on torchvision's ResNets, the small CNN and any ``n
 
 A site is an index into one row of the module's output (the batch dimension excluded). Every
 row of a batch may swap its own site (``base_sites``) from its own source site (``source_sites``:
-the same for the typed interventions of IIT, another position for the untyped ablation); the
+the same site, or another site of the same type: the seed's typed IIT, Eqn. 7, swaps between the
+grid's four quadrants too, its "no typing" ablation only within a position); the
 choice is made with tensor indexing and ``torch.where`` so nothing waits for the device.
 """
 

@@ -1,0 +1,1 @@
+"""Digits pointer-value retrieval: seed 003's MNIST-PVR benchmark on scikit-learn's digits."""
