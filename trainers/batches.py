@@ -12,10 +12,12 @@ import torch
 
 @dataclass
 class StreamBatch:
-    """One stream's part of a step: normalised float images (N, C, H, W) and int64 labels (N,)."""
+    """One stream's part of a step: normalised float images (N, C, H, W), int64 labels (N,) and, for
+    interchange intervention training, the samples' causal variables (N, variables) int64."""
 
     images: torch.Tensor
     labels: torch.Tensor
+    values: torch.Tensor | None = None
 
 
 @dataclass

@@ -13,10 +13,13 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     field_validator,
+    model_validator,
 )
 
 from shards.config import StreamName
+from trainers.causal_models import CAUSAL_MODELS
 from trainers.data.config import LoaderConfig
+from trainers.interventions import Alignment
 from trainers.limits import (
     MAX_BATCH_SIZE,
     MAX_CLASSES,
@@ -54,12 +57,44 @@ class ObjectiveConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: Literal["cross_entropy_mix", "irm"] = Field(
+    name: Literal["cross_entropy_mix", "irm", "interchange_intervention"] = Field(
         default="cross_entropy_mix",
-        description="cross_entropy_mix: Eq. 1; irm: Eq. 1 plus the IRMv1 penalty with each stream an environment",
+        description="cross_entropy_mix: Eq. 1; irm: Eq. 1 plus the IRMv1 penalty with each stream an environment; "
+        "interchange_intervention: Eq. 1 plus seed 003's IIT loss (needs each sample's causal variables)",
     )
     irm_weight: NonNegativeFloat = Field(default=1.0, description="irm: penalty weight once annealing is over")
     irm_anneal_steps: NonNegativeInt = Field(default=0, le=MAX_STEPS, description="irm: steps with penalty weight 1 before irm_weight")
+    causal_model: str = Field(default="pointer_value", description="interchange_intervention: the registered causal model")
+    alignment_module: str = Field(
+        default="maxpool", description="interchange_intervention: dotted path of the module whose output is aligned (resnet: maxpool)"
+    )
+    alignment_sites: Literal["quadrants"] | list[list[tuple[NonNegativeInt, NonNegativeInt]]] = Field(
+        default="quadrants",
+        description="interchange_intervention: quadrants of a (C, H, W) output, or per variable a [start, stop) range per dimension",
+    )
+    typed: bool = Field(
+        default=True, description="interchange_intervention: also swap between variables of one type (the seed's Eqn. 7); false: same variable only"
+    )
+    iit_weight: NonNegativeFloat = Field(default=1.0, description="interchange_intervention: weight of the IIT loss")
+
+    @field_validator("causal_model")
+    @classmethod
+    def _causal_model_is_registered(cls, name: str) -> str:
+        if name not in CAUSAL_MODELS:
+            raise ValueError(f"is not a registered causal model (known: {', '.join(CAUSAL_MODELS)})")
+        return name
+
+    @model_validator(mode="after")
+    def _one_site_per_variable(self) -> "ObjectiveConfig":
+        sites, variables = self.alignment.site_count, CAUSAL_MODELS[self.causal_model].variables
+        if self.name == "interchange_intervention" and sites != len(variables):
+            raise ValueError(f"alignment_sites gives {sites} sites but causal model {self.causal_model} has {len(variables)} variables")
+        return self
+
+    @property
+    def alignment(self) -> Alignment:
+        sites = self.alignment_sites
+        return Alignment(self.alignment_module, sites if sites == "quadrants" else tuple(tuple(map(tuple, site)) for site in sites))
 
 
 class OptimizerConfig(BaseModel):

@@ -9,7 +9,7 @@ grid's four quadrants too, its "no typing" ablation only within a position); the
 choice is made with tensor indexing and ``torch.where`` so nothing waits for the device.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -65,7 +65,7 @@ def aligned_module(model: nn.Module, alignment: Alignment) -> nn.Module:
 
 
 @contextmanager
-def _hooked(module: nn.Module, hook):
+def _hooked(module: nn.Module, hook) -> Iterator[None]:
     handle = module.register_forward_hook(hook)
     try:
         yield
@@ -73,12 +73,31 @@ def _hooked(module: nn.Module, hook):
         handle.remove()
 
 
-def capture(model: nn.Module, alignment: Alignment, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's output on ``inputs`` and the aligned module's output on them."""
+@contextmanager
+def recorded(module: nn.Module) -> Iterator[list[torch.Tensor]]:
+    """Collects ``module``'s outputs of the forward passes run inside the block."""
     seen = []
     # A clone: an in-place module after the aligned one (torchvision's ReLU(inplace=True) after bn1)
-    # would otherwise overwrite the captured values.
-    with _hooked(aligned_module(model, alignment), lambda module, args, output: seen.append(output.clone())):
+    # would otherwise overwrite the recorded values.
+    with _hooked(module, lambda module, args, output: seen.append(output.clone())):
+        yield seen
+
+
+@contextmanager
+def intervening(module: nn.Module, alignment: Alignment, source_values: torch.Tensor, base_sites: torch.Tensor,
+                source_sites: torch.Tensor) -> Iterator[None]:
+    """Inside the block every forward pass has ``module``'s output swapped at the aligned sites (``swap_sites``)."""
+
+    def replace(module, args, output):
+        return swap_sites(output, source_values, alignment.indices(output.shape[1:]), base_sites, source_sites)
+
+    with _hooked(module, replace):
+        yield
+
+
+def capture(model: nn.Module, alignment: Alignment, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The model's output on ``inputs`` and the aligned module's output on them."""
+    with recorded(aligned_module(model, alignment)) as seen:
         logits = model(inputs)
     return logits, seen[0]
 
@@ -115,10 +134,5 @@ def interchange_forward(model: nn.Module, alignment: Alignment, base: torch.Tens
     module = aligned_module(model, alignment)
     if source_values is None:
         _, source_values = capture(model, alignment, source)
-    sites = base_sites if source_sites is None else source_sites
-
-    def replace(module, args, output):
-        return swap_sites(output, source_values, alignment.indices(output.shape[1:]), base_sites, sites)
-
-    with _hooked(module, replace):
+    with intervening(module, alignment, source_values, base_sites, base_sites if source_sites is None else source_sites):
         return model(base)

@@ -24,6 +24,7 @@ class MemorySource:
         rank: int = 0,
         world_size: int = 1,
         seed: int = 0,
+        values: torch.Tensor | None = None,
     ) -> None:
         """Args:
         stream: the stream's name.
@@ -32,11 +33,13 @@ class MemorySource:
         batch_size: samples per batch; this rank's slice must hold at least one batch.
         rank, world_size: which disjoint slice this source reads.
         seed: seeds the per-epoch shuffle (the same on every rank).
+        values: (N, variables) int64 causal variables of the samples, or None.
         """
         self.stream = stream
         self.stats = StreamStats()
         self.images = images[rank::world_size]
         self.labels = labels[rank::world_size]
+        self.values = None if values is None else values[rank::world_size]
         # Indices into the whole stream, so callers can see which samples a rank read.
         self.ids = torch.arange(len(labels))[rank::world_size]
         self.last_ids = torch.empty(0, dtype=torch.int64)
@@ -67,7 +70,7 @@ class MemorySource:
         self.last_ids = self.ids[rows]
         self.stats.samples += self.batch_size
         self.stats.wait_s += time.perf_counter() - started
-        return StreamBatch(self.images[rows], self.labels[rows])
+        return StreamBatch(self.images[rows], self.labels[rows], None if self.values is None else self.values[rows])
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position, "samples": self.stats.samples}

@@ -12,7 +12,10 @@ from typing import Protocol
 import torch
 import torch.nn.functional as F
 
+from trainers.causal_models import CausalModel, causal_model
 from trainers.config import ObjectiveConfig
+from trainers.errors import TrainError
+from trainers.interventions import Alignment, aligned_module, intervening, recorded
 
 
 @dataclass(frozen=True)
@@ -89,9 +92,53 @@ class InvariantRiskMinimisation:
         return ObjectiveOutput(loss, mix.stream_losses, {"irm_penalty": penalty.detach(), "irm_penalty_weight": penalty_weight})
 
 
+class InterchangeIntervention:
+    """Seed 003's IIT: Eq. 1 plus ``weight`` x the cross entropy of an intervened forward against the
+    causal model's counterfactual label.
+
+    Each row (base) is paired with another row of the batch (source) by a permutation seeded by the
+    step (a resumed run pairs as the uninterrupted one), and a variable is drawn per pair; typed
+    interchanges also draw the source's variable (the seed's Eqn. 7), untyped ones read the same.
+    The source's aligned values come from the behavioural forward itself (gradients reach the
+    network through both runs, as in the seed's Fig. 2). The intervened forward also updates
+    BatchNorm's running statistics once more.
+    """
+
+    def __init__(self, causal: CausalModel, alignment: Alignment, typed: bool, weight: float) -> None:
+        self.causal, self.alignment, self.typed, self.weight = causal, alignment, typed, weight
+
+    def pairing(self, count: int, step: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Source rows, base variables and source variables of the step's pairs (drawn on the host, copied without a wait)."""
+        generator = torch.Generator().manual_seed(step)
+        variables = len(self.causal.variables)
+        source = torch.randperm(count, generator=generator)
+        base_variables = torch.randint(variables, (count,), generator=generator)
+        source_variables = torch.randint(variables, (count,), generator=generator) if self.typed else base_variables
+        return tuple(t.to(device, non_blocking=True) for t in (source, base_variables, source_variables))
+
+    def run(self, network, images: torch.Tensor, values: torch.Tensor | None, labels: torch.Tensor, segments: list[Segment],
+            step: int) -> ObjectiveOutput:
+        """The loss of one mixed batch; ``network`` is the DeepSpeed engine (or any module) that is called."""
+        if values is None:
+            raise TrainError("train.objective.name interchange_intervention needs every sample's causal variables, "
+                             "and a stream of this batch gave none")
+        target = aligned_module(getattr(network, "module", network), self.alignment)  # the engine wraps the classifier
+        with recorded(target) as seen:
+            logits = network(images)
+        behaviour = CrossEntropyMix()(logits, labels, segments, step)
+        source, base_variables, source_variables = self.pairing(len(labels), step, images.device)
+        with intervening(target, self.alignment, seen[0][source], base_variables, source_variables):
+            intervened = network(images)
+        counterfactual = self.causal.counterfactual(values, values[source], base_variables, source_variables)
+        iit = F.cross_entropy(intervened.float(), counterfactual)
+        return ObjectiveOutput(behaviour.loss + self.weight * iit, behaviour.stream_losses, {"iit_loss": iit.detach()})
+
+
 OBJECTIVES: dict[str, Callable[[ObjectiveConfig], Objective]] = {
     "cross_entropy_mix": lambda config: CrossEntropyMix(),
     "irm": lambda config: InvariantRiskMinimisation(config.irm_weight, config.irm_anneal_steps),
+    "interchange_intervention": lambda config: InterchangeIntervention(causal_model(config.causal_model), config.alignment,
+                                                                       config.typed, config.iit_weight),
 }
 
 

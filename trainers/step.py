@@ -13,7 +13,7 @@ import torch
 
 from trainers.batches import BatchSource, StreamBatch
 from trainers.callbacks import StepReport
-from trainers.objectives import Objective, Segment
+from trainers.objectives import InterchangeIntervention, Objective, Segment
 
 
 @dataclass
@@ -23,6 +23,7 @@ class MixedBatch:
     images: torch.Tensor
     labels: torch.Tensor
     segments: list[Segment]
+    values: torch.Tensor | None = None  # the causal variables, where every stream gave them
 
 
 def mix_batches(batches: dict[str, StreamBatch | None], weights: dict[str, float]) -> MixedBatch | None:
@@ -36,7 +37,9 @@ def mix_batches(batches: dict[str, StreamBatch | None], weights: dict[str, float
         start += len(batch.labels)
     images = torch.cat([batch.images for _, batch in present])
     labels = torch.cat([batch.labels for _, batch in present])
-    return MixedBatch(images, labels, segments)
+    given = [batch.values for _, batch in present if batch.values is not None]
+    values = torch.cat(given) if len(given) == len(present) else None
+    return MixedBatch(images, labels, segments, values)
 
 
 def read_batches(sources: dict[str, BatchSource]) -> dict[str, StreamBatch | None]:
@@ -84,7 +87,11 @@ def train_step(
             # From pageable memory a copy to the GPU may wait for the stream; from pinned memory it does not.
             labels = labels.pin_memory()
         labels = labels.to(parameter.device, non_blocking=True)
-        output = objective(engine(images), labels, mixed.segments, step)
+        if isinstance(objective, InterchangeIntervention):  # it runs the network itself: twice, once intervened
+            values = None if mixed.values is None else mixed.values.to(parameter.device, non_blocking=True)
+            output = objective.run(engine, images, values, labels, mixed.segments, step)
+        else:
+            output = objective(engine(images), labels, mixed.segments, step)
         loss, stream_losses, extra = output.loss, output.stream_losses, output.extra
         samples = {segment.stream: segment.stop - segment.start for segment in mixed.segments}
     engine.backward(loss)
