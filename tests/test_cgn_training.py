@@ -14,7 +14,7 @@ from cluster.cli import main
 from datagen.generators.cgn import load_cgn
 from datagen.generators.cgn_config import CgnArchitecture, CgnTrainConfig
 from datagen.generators.cgn_losses import texture_loss
-from datagen.generators.cgn_training import train_cgn
+from datagen.generators.cgn_training import ConvDiscriminator, train_cgn
 from datagen.transfer.vgg import load_vgg_features
 
 TINY = {"num_classes": 3, "image_size": 8, "noise_dim": 4, "label_embedding_dim": 3, "width": 4}
@@ -61,3 +61,18 @@ def test_texture_loss_on_random_vgg_weights_by_path(tmp_path: Path):
     _, history = train_cgn(torch.rand(8, 3, 8, 8), labels, config)
     assert len(history) == 2 and all(math.isfinite(value) for epoch in history for value in vars(epoch).values())
     assert history[0].texture > 0 and 0 < history[0].binary <= math.log(2) + 1e-6
+
+
+def test_conv_discriminator_and_narrow_textures_train_save_and_load(tmp_path: Path):
+    assert "texture_width" not in CgnArchitecture(**TINY).model_dump_json()  # unset: saved CGNs keep their config.json and id
+    discriminator = ConvDiscriminator(num_classes=3, image_size=8, width=6, dropout=0.0, channels=2)
+    scores = discriminator(torch.rand(2, 3, 8, 8).repeat(2, 1, 1, 1), torch.tensor([0, 0, 1, 1]))
+    assert scores.shape == (4,) and not torch.allclose(scores[:2], scores[2:])  # the class projection moves the score
+    config = CgnTrainConfig(model=CgnArchitecture(**TINY, texture_width=2), epochs=2, batch_size=4, edge_px=1,
+                            discriminator="conv", discriminator_width=6, discriminator_channels=2)
+    generator, history = train_cgn(torch.rand(8, 3, 8, 8), torch.arange(8) % 3, config)
+    assert len(history) == 2 and all(math.isfinite(value) for epoch in history for value in vars(epoch).values())
+    generator.save(tmp_path / "cgn")
+    loaded = load_cgn(tmp_path / "cgn")
+    assert loaded.generator_id == generator.generator_id
+    assert loaded.model.texture.project.out_features == 2 * 2 * 2**2 < loaded.model.shape.project.out_features  # 2 width x (S/4)^2

@@ -3,7 +3,8 @@
 Three independent mechanisms, each with its own noise and class: a shape mask m, a foreground
 texture f and a background b, composed as x = m * f + (1 - m) * b. Each mechanism is a linear layer
 from [noise; label embedding] to a (2 width, S/4, S/4) map and two upsampling blocks, as in the
-authors' MNIST code; the mask ends in a sigmoid, the textures in a sigmoid over RGB. A texture is
+authors' MNIST code (the textures' width may be set apart, ``texture_width``); the mask ends in a sigmoid,
+the textures in a sigmoid over RGB. A texture is
 shifted cyclically by a random offset before composing (the authors tile it 2 x 2 and crop at
 random, the same thing), so a texture cannot carry a shape that lines up with the mask.
 
@@ -68,7 +69,8 @@ class Mechanism(nn.Module):
 
     def __init__(self, architecture: CgnArchitecture, channels: int, texture: bool) -> None:
         super().__init__()
-        width, start = architecture.width, architecture.image_size // 4
+        start = architecture.image_size // 4
+        width = (architecture.texture_width or architecture.width) if texture else architecture.width
         self.start = (2 * width, start, start)
         self.label_embedding = nn.Embedding(architecture.num_classes, architecture.label_embedding_dim)
         self.project = nn.Linear(architecture.noise_dim + architecture.label_embedding_dim, 2 * width * start * start)

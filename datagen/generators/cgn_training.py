@@ -1,4 +1,4 @@
-"""Fitting the CGN: LSGAN against a class-conditional MLP discriminator plus the mask and texture losses.
+"""Fitting the CGN: LSGAN against a class-conditional discriminator (MLP or conv) plus the mask and texture losses.
 
 The generator is trained observationally (all three mechanisms get the same class), as the authors
 do; counterfactuals only appear at sampling time. One step: the generator's loss on a fresh batch of
@@ -59,6 +59,36 @@ class Discriminator(nn.Module):
         return self.layers(torch.cat([images.flatten(1), self.label_embedding(classes)], dim=1)).squeeze(1)
 
 
+class ConvDiscriminator(nn.Module):
+    """Three strided 4x4 convolutions (c, 2c, 4c channels), dropout, a linear layer to ``width`` features, then
+    score = linear(features) + <class embedding, features>: the projection discriminator, whose class term
+    judges the features (the stroke's shape among them) rather than sitting beside the pixels as one more input."""
+
+    def __init__(self, num_classes: int, image_size: int, width: int, dropout: float, channels: int) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, channels, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(channels, 2 * channels, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Conv2d(2 * channels, 4 * channels, 4, 2, 1), nn.LeakyReLU(0.2),
+            nn.Flatten(), nn.Dropout(dropout), nn.Linear(4 * channels * (image_size // 8) ** 2, width), nn.LeakyReLU(0.2),
+        )
+        self.score = nn.Linear(width, 1)
+        self.class_embedding = nn.Embedding(num_classes, width)
+
+    def forward(self, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        features = self.features(images)
+        return self.score(features).squeeze(1) + (self.class_embedding(classes) * features).sum(1)
+
+
+def make_discriminator(config: CgnTrainConfig) -> nn.Module:
+    """The discriminator ``config.discriminator`` names, for the architecture's classes and image size."""
+    architecture = config.model
+    if config.discriminator == "conv":
+        return ConvDiscriminator(architecture.num_classes, architecture.image_size, config.discriminator_width,
+                                 config.discriminator_dropout, config.discriminator_channels)
+    return Discriminator(architecture.num_classes, architecture.image_size, config.discriminator_width, config.discriminator_dropout)
+
+
 def random_latents(count: int, noise_dim: int, rng: torch.Generator) -> torch.Tensor:
     """Training latents: standard normal noises and uniform texture shifts, laid out as the generator's rows."""
     blocks = [(noise_dim, torch.randn), (noise_dim, torch.randn), (SHIFT_DIMS, torch.rand), (noise_dim, torch.randn), (SHIFT_DIMS, torch.rand)]
@@ -72,8 +102,7 @@ class CgnTrainer:
         self.config, self.rng = config, rng
         architecture = config.model
         self.network = CounterfactualNetwork(architecture)
-        self.discriminator = Discriminator(architecture.num_classes, architecture.image_size,
-                                           config.discriminator_width, config.discriminator_dropout)
+        self.discriminator = make_discriminator(config)
         adam = dict(lr=config.learning_rate, betas=config.betas)
         self.generator_optimizer = torch.optim.Adam(self.network.parameters(), **adam)
         self.discriminator_optimizer = torch.optim.Adam(self.discriminator.parameters(), **adam)
