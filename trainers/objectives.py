@@ -108,7 +108,8 @@ class InterchangeIntervention:
         self.causal, self.alignment, self.typed, self.weight = causal, alignment, typed, weight
 
     def pairing(self, count: int, step: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Source rows, base variables and source variables of the step's pairs (drawn on the host, copied without a wait)."""
+        """Source rows, base variables and source variables of the step's pairs: drawn on the host and copied
+        to the device, so nothing waits for a device-to-host read."""
         generator = torch.Generator().manual_seed(step)
         variables = len(self.causal.variables)
         source = torch.randperm(count, generator=generator)
@@ -134,7 +135,8 @@ class InterchangeIntervention:
         return ObjectiveOutput(behaviour.loss + self.weight * iit, behaviour.stream_losses, {"iit_loss": iit.detach()})
 
 
-OBJECTIVES: dict[str, Callable[[ObjectiveConfig], Objective]] = {
+# InterchangeIntervention is no plain Objective: it runs the network itself (train_step tells them apart).
+OBJECTIVES: dict[str, Callable[[ObjectiveConfig], Objective | InterchangeIntervention]] = {
     "cross_entropy_mix": lambda config: CrossEntropyMix(),
     "irm": lambda config: InvariantRiskMinimisation(config.irm_weight, config.irm_anneal_steps),
     "interchange_intervention": lambda config: InterchangeIntervention(causal_model(config.causal_model), config.alignment,
@@ -142,6 +144,6 @@ OBJECTIVES: dict[str, Callable[[ObjectiveConfig], Objective]] = {
 }
 
 
-def build_objective(config: ObjectiveConfig) -> Objective:
+def build_objective(config: ObjectiveConfig) -> Objective | InterchangeIntervention:
     """The objective named by ``config.name`` (one of ``OBJECTIVES``)."""
     return OBJECTIVES[config.name](config)
