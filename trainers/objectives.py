@@ -7,7 +7,7 @@ cross-entropy (for metrics). Streams are environments for objectives that need t
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,15 @@ class ObjectiveOutput:
 
 class Objective(Protocol):
     def __call__(self, logits: torch.Tensor, labels: torch.Tensor, segments: list[Segment], step: int) -> ObjectiveOutput: ...
+
+
+@runtime_checkable
+class NetworkObjective(Protocol):
+    """An objective that runs the network itself (more than one forward, or hooks inside it): the
+    step hands it the network (the DeepSpeed engine) and the batch instead of the logits."""
+
+    def run(self, network, images: torch.Tensor, values: torch.Tensor | None, labels: torch.Tensor, segments: list[Segment],
+            step: int) -> ObjectiveOutput: ...
 
 
 def stream_cross_entropies(logits: torch.Tensor, labels: torch.Tensor, segments: list[Segment]) -> list[torch.Tensor]:
@@ -135,8 +144,7 @@ class InterchangeIntervention:
         return ObjectiveOutput(behaviour.loss + self.weight * iit, behaviour.stream_losses, {"iit_loss": iit.detach()})
 
 
-# InterchangeIntervention is no plain Objective: it runs the network itself (train_step tells them apart).
-OBJECTIVES: dict[str, Callable[[ObjectiveConfig], Objective | InterchangeIntervention]] = {
+OBJECTIVES: dict[str, Callable[[ObjectiveConfig], Objective | NetworkObjective]] = {
     "cross_entropy_mix": lambda config: CrossEntropyMix(),
     "irm": lambda config: InvariantRiskMinimisation(config.irm_weight, config.irm_anneal_steps),
     "interchange_intervention": lambda config: InterchangeIntervention(causal_model(config.causal_model), config.alignment,
@@ -144,6 +152,6 @@ OBJECTIVES: dict[str, Callable[[ObjectiveConfig], Objective | InterchangeInterve
 }
 
 
-def build_objective(config: ObjectiveConfig) -> Objective | InterchangeIntervention:
+def build_objective(config: ObjectiveConfig) -> Objective | NetworkObjective:
     """The objective named by ``config.name`` (one of ``OBJECTIVES``)."""
     return OBJECTIVES[config.name](config)

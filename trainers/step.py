@@ -13,7 +13,7 @@ import torch
 
 from trainers.batches import BatchSource, StreamBatch
 from trainers.callbacks import StepReport
-from trainers.objectives import InterchangeIntervention, Objective, Segment
+from trainers.objectives import NetworkObjective, Objective, Segment
 
 
 @dataclass
@@ -49,7 +49,7 @@ def read_batches(sources: dict[str, BatchSource]) -> dict[str, StreamBatch | Non
 
 def train_step(
     engine,
-    objective: Objective,
+    objective: Objective | NetworkObjective,
     sources: dict[str, BatchSource],
     weights: dict[str, float],
     step: int,
@@ -61,7 +61,7 @@ def train_step(
 
     Args:
         engine: the DeepSpeed engine wrapping the classifier.
-        objective: turns the mixed batch's logits into the loss.
+        objective: turns the mixed batch's logits into the loss (a NetworkObjective: runs the engine on the batch itself).
         sources: the streams read this step (batch size > 0), in config order.
         weights: each stream's loss weight.
         memory_format: channels_last on CUDA.
@@ -87,7 +87,7 @@ def train_step(
             # From pageable memory a copy to the GPU may wait for the stream; from pinned memory it does not.
             labels = labels.pin_memory()
         labels = labels.to(parameter.device, non_blocking=True)
-        if isinstance(objective, InterchangeIntervention):  # it runs the network itself: twice, once intervened
+        if isinstance(objective, NetworkObjective):  # e.g. interchange interventions: two forwards, one hooked
             values = None if mixed.values is None else mixed.values.to(parameter.device, non_blocking=True)
             output = objective.run(engine, images, values, labels, mixed.segments, step)
         else:
