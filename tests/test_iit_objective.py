@@ -17,7 +17,7 @@ from trainers.memory_source import MemorySource
 from trainers.objectives import InterchangeIntervention, build_objective
 from trainers.step import train_step
 
-BATCH, STEPS = 32, 60
+BATCH, STEPS = 32, 40
 PVR = causal_model("pointer_value")
 
 
@@ -33,7 +33,7 @@ def toy_grids(count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.
 def iit_config(**objective) -> TrainConfig:
     return TrainConfig.model_validate({
         "model": "small_cnn", "num_classes": 10, "max_steps": STEPS, "checkpoint_every_steps": 1000, "report_every_steps": 1,
-        "optimizer": {"name": "adamw", "lr": 0.01, "weight_decay": 0.0},
+        "optimizer": {"name": "adamw", "lr": 0.02, "weight_decay": 0.0},
         "streams": {"original": {"batch_size": BATCH}},
         # small_cnn's first max-pool: (32, 4, 4) on 8 px, each 2x2 quadrant above its cell
         "objective": {"name": "interchange_intervention", "alignment_module": "features.1", **objective},
