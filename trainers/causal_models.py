@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from trainers.causal_variables import CAUSAL_VARIABLES
 from trainers.errors import TrainError
 
 
@@ -49,8 +50,8 @@ def conjunction(values: torch.Tensor) -> torch.Tensor:
 
 
 CAUSAL_MODELS = {
-    "pointer_value": CausalModel(("top_left", "top_right", "bottom_left", "bottom_right"), pointer_value),
-    "conjunction": CausalModel(("v1", "v2"), conjunction),
+    "pointer_value": CausalModel(CAUSAL_VARIABLES["pointer_value"], pointer_value),
+    "conjunction": CausalModel(CAUSAL_VARIABLES["conjunction"], conjunction),
 }
 
 

@@ -17,9 +17,9 @@ from pydantic import (
 )
 
 from shards.config import StreamName
-from trainers.causal_models import CAUSAL_MODELS
+from trainers.alignment import Alignment
+from trainers.causal_variables import CAUSAL_VARIABLES
 from trainers.data.config import LoaderConfig
-from trainers.interventions import Alignment
 from trainers.limits import (
     MAX_BATCH_SIZE,
     MAX_CLASSES,
@@ -80,13 +80,13 @@ class ObjectiveConfig(BaseModel):
     @field_validator("causal_model")
     @classmethod
     def _causal_model_is_registered(cls, name: str) -> str:
-        if name not in CAUSAL_MODELS:
-            raise ValueError(f"is not a registered causal model (known: {', '.join(CAUSAL_MODELS)})")
+        if name not in CAUSAL_VARIABLES:
+            raise ValueError(f"is not a registered causal model (known: {', '.join(CAUSAL_VARIABLES)})")
         return name
 
     @model_validator(mode="after")
     def _one_site_per_variable(self) -> "ObjectiveConfig":
-        sites, variables = self.alignment.site_count, CAUSAL_MODELS[self.causal_model].variables
+        sites, variables = self.alignment.site_count, CAUSAL_VARIABLES[self.causal_model]
         if self.name == "interchange_intervention" and sites != len(variables):
             raise ValueError(f"alignment_sites gives {sites} sites but causal model {self.causal_model} has {len(variables)} variables")
         return self

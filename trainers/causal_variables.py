@@ -1,0 +1,7 @@
+"""The variables of each registered causal model (``train.objective.causal_model``), by name.
+No torch here, so validating a config does not load it; trainers.causal_models adds the outputs."""
+
+CAUSAL_VARIABLES: dict[str, tuple[str, ...]] = {
+    "pointer_value": ("top_left", "top_right", "bottom_left", "bottom_right"),
+    "conjunction": ("v1", "v2"),
+}
