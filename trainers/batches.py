@@ -13,11 +13,21 @@ import torch
 @dataclass
 class StreamBatch:
     """One stream's part of a step: normalised float images (N, C, H, W), int64 labels (N,) and, for
-    interchange intervention training, the samples' causal variables (N, variables) int64."""
+    interchange intervention training, the samples' causal variables (N, variables) int64; a paired
+    stream's batch also holds each sample's counterfactual partner (image and class, row for row)."""
 
     images: torch.Tensor
     labels: torch.Tensor
     values: torch.Tensor | None = None
+    partner_images: torch.Tensor | None = None
+    partner_labels: torch.Tensor | None = None
+
+    @property
+    def rows(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The images and labels the step trains on: the samples, then their partners where the batch has them."""
+        if self.partner_images is None:
+            return self.images, self.labels
+        return torch.cat([self.images, self.partner_images]), torch.cat([self.labels, self.partner_labels])
 
 
 @dataclass

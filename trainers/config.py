@@ -50,6 +50,9 @@ class StreamConfig(BaseModel):
     augment: Literal["standard", "additional"] = Field(
         default="standard", description="standard: random-resized crop + flip; additional: also rotation and colour jitter"
     )
+    pairs: bool = Field(
+        default=False, description="every sample carries its counterfactual partner: a batch holds batch_size samples and their partners"
+    )
 
 
 class ObjectiveConfig(BaseModel):
@@ -57,10 +60,11 @@ class ObjectiveConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: Literal["cross_entropy_mix", "irm", "interchange_intervention"] = Field(
+    name: Literal["cross_entropy_mix", "irm", "interchange_intervention", "gradient_supervision"] = Field(
         default="cross_entropy_mix",
         description="cross_entropy_mix: Eq. 1; irm: Eq. 1 plus the IRMv1 penalty with each stream an environment; "
-        "interchange_intervention: Eq. 1 plus seed 003's IIT loss (needs each sample's causal variables)",
+        "interchange_intervention: Eq. 1 plus seed 003's IIT loss (needs each sample's causal variables); "
+        "gradient_supervision: Eq. 1 plus seed 002's gradient supervision on the pairs of streams with pairs: true",
     )
     irm_weight: NonNegativeFloat = Field(default=1.0, description="irm: penalty weight once annealing is over")
     irm_anneal_steps: NonNegativeInt = Field(default=0, le=MAX_STEPS, description="irm: steps with penalty weight 1 before irm_weight")
@@ -76,6 +80,7 @@ class ObjectiveConfig(BaseModel):
         default=True, description="interchange_intervention: also swap between variables of one type (the seed's Eqn. 7); false: same variable only"
     )
     iit_weight: NonNegativeFloat = Field(default=1.0, description="interchange_intervention: weight of the IIT loss")
+    gs_lambda: NonNegativeFloat = Field(default=1.0, description="gradient_supervision: lambda, the weight of L_GS (the seed: 0.01 .. 20)")
 
     @field_validator("causal_model")
     @classmethod
@@ -177,6 +182,14 @@ class TrainConfig(BaseModel):
             raise ValueError("needs at least one stream with batch_size > 0")
         return streams
 
+    @model_validator(mode="after")
+    def _pairs_objective_has_pairs(self) -> "TrainConfig":
+        paired = [name for name, stream in self.active_streams.items() if stream.pairs]
+        if self.objective.name == "gradient_supervision" and not paired:
+            raise ValueError(f"objective.name gradient_supervision needs counterfactual pairs: set pairs: true on a stream of "
+                             f"train.streams ({', '.join(self.active_streams)})")
+        return self
+
     @property
     def active_streams(self) -> dict[str, StreamConfig]:
         """The streams read each step (batch_size > 0), in config order."""
@@ -184,5 +197,5 @@ class TrainConfig(BaseModel):
 
     @property
     def micro_batch_size(self) -> int:
-        """Samples in one mixed step on one worker: the summed stream batch sizes."""
-        return sum(stream.batch_size for stream in self.streams.values())
+        """Samples in one mixed step on one worker: the summed stream batch sizes, a paired stream's twice (its partners)."""
+        return sum(stream.batch_size * (2 if stream.pairs else 1) for stream in self.streams.values())

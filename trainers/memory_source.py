@@ -25,6 +25,7 @@ class MemorySource:
         world_size: int = 1,
         seed: int = 0,
         values: torch.Tensor | None = None,
+        partners: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> None:
         """Args:
         stream: the stream's name.
@@ -34,12 +35,17 @@ class MemorySource:
         rank, world_size: which disjoint slice this source reads.
         seed: seeds the per-epoch shuffle (the same on every rank).
         values: (N, variables) int64 causal variables of the samples, or None.
+        partners: each sample's counterfactual partner, (N, C, H, W) images and (N,) labels that all differ
+            from the samples' (a paired stream), or None.
         """
         self.stream = stream
         self.stats = StreamStats()
         self.images = images[rank::world_size]
         self.labels = labels[rank::world_size]
         self.values = None if values is None else values[rank::world_size]
+        if partners is not None:
+            check_partner_classes(stream, labels, partners[1])
+        self.partners = None if partners is None else tuple(tensor[rank::world_size] for tensor in partners)
         # Indices into the whole stream, so callers can see which samples a rank read.
         self.ids = torch.arange(len(labels))[rank::world_size]
         self.last_ids = torch.empty(0, dtype=torch.int64)
@@ -70,7 +76,9 @@ class MemorySource:
         self.last_ids = self.ids[rows]
         self.stats.samples += self.batch_size
         self.stats.wait_s += time.perf_counter() - started
-        return StreamBatch(self.images[rows], self.labels[rows], None if self.values is None else self.values[rows])
+        partner_images, partner_labels = (None, None) if self.partners is None else (tensor[rows] for tensor in self.partners)
+        return StreamBatch(self.images[rows], self.labels[rows], None if self.values is None else self.values[rows],
+                           partner_images, partner_labels)
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position, "samples": self.stats.samples}
@@ -81,6 +89,14 @@ class MemorySource:
 
     def close(self) -> None:
         """Nothing to release: the tensors belong to the caller."""
+
+
+def check_partner_classes(stream: str, labels: torch.Tensor, partner_labels: torch.Tensor) -> None:
+    """Raise TrainError unless every (host) partner has another class than its sample: a counterfactual flips the label."""
+    same = (partner_labels == labels).nonzero().flatten()
+    if len(same):
+        raise TrainError(f"stream {stream}: sample {same[0].item()}'s counterfactual partner has its own class "
+                         f"{labels[same[0]].item()} ({len(same)} such pairs); a pair's classes must differ")
 
 
 def colour_classes(count: int, num_classes: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

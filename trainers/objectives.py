@@ -26,6 +26,7 @@ class Segment:
     weight: float
     start: int
     stop: int
+    paired: bool = False  # the first half of the rows are samples, the second half their counterfactual partners, in order
 
 
 @dataclass
@@ -144,11 +145,76 @@ class InterchangeIntervention:
         return ObjectiveOutput(behaviour.loss + self.weight * iit, behaviour.stream_losses, {"iit_loss": iit.detach()})
 
 
+def pair_rows(segments: list[Segment], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The paired segments' rows laid end to end: each row's position and its partner's, both directions (a
+    sample and then its partner each take the other as counterfactual), in segment order. Built on the host from
+    the segments and copied to the device, so nothing waits for a device-to-host read."""
+    rows, partners, start = [], [], 0
+    for segment in segments:
+        half = (segment.stop - segment.start) // 2
+        samples, counterparts = torch.arange(start, start + half), torch.arange(start + half, start + 2 * half)
+        rows += [samples, counterparts]
+        partners += [counterparts, samples]
+        start += 2 * half
+    return torch.cat(rows).to(device, non_blocking=True), torch.cat(partners).to(device, non_blocking=True)
+
+
+def gradient_supervision_loss(module: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, rows: torch.Tensor,
+                              partners: torch.Tensor) -> torch.Tensor:
+    """Seed 002's Eq. 1 for each (row, partner) pair: 1 - cos(g, x_partner - x_row), g the gradient at x_row of
+    the logit of the partner's class.
+
+    The gradient is taken of the sum of the chosen logits: each row's share is its own logit's gradient, except
+    for what BatchNorm's batch statistics couple across rows in training mode. ``create_graph``: the cosine is
+    differentiated again by the backward pass (the seed's two extra backpropagations).
+    """
+    images = images.detach().requires_grad_(True)
+    logits = module(images)
+    chosen = logits[rows, labels[partners]].float()
+    (gradient,) = torch.autograd.grad(chosen.sum(), [images], create_graph=True)
+    direction = (images[partners] - images[rows]).detach()
+    return 1.0 - F.cosine_similarity(gradient[rows].flatten(1).float(), direction.flatten(1).float(), dim=1)
+
+
+class GradientSupervision:
+    """Seed 002: Eq. 1 over every row (samples and their partners, the partners also as augmentation) plus
+    ``weight`` x the mean gradient-supervision loss over the pairs of the paired streams, in both directions.
+    Reports each paired stream's mean L_GS as ``gs_loss/<stream>``.
+
+    The input gradient comes from a second forward of the paired rows through the bare classifier, not the
+    DeepSpeed engine: the engine hooks its outputs to start its backward bookkeeping (ZeRO 0 refuses any
+    backward through them but ``engine.backward``), and ``autograd.grad`` through them would set it off early.
+    The engine's own forward gives Eq. 1, so ``engine.backward`` runs as in every other step. BatchNorm's
+    running statistics see the paired rows twice.
+    """
+
+    def __init__(self, weight: float) -> None:
+        self.weight = weight
+
+    def run(self, network, images: torch.Tensor, values: torch.Tensor | None, labels: torch.Tensor, segments: list[Segment],
+            step: int) -> ObjectiveOutput:
+        """The loss of one mixed batch; ``network`` is the DeepSpeed engine (or any module) that is called."""
+        mix = CrossEntropyMix()(network(images), labels, segments, step)
+        paired = [segment for segment in segments if segment.paired]
+        if not paired:  # the paired streams skipped this step (when_short: skip); the config ensures there is one
+            return mix
+        rows, partners = pair_rows(paired, images.device)
+        per_pair = gradient_supervision_loss(getattr(network, "module", network), torch.cat([images[s.start : s.stop] for s in paired]),
+                                             torch.cat([labels[s.start : s.stop] for s in paired]), rows, partners)
+        extra, start = {}, 0
+        for segment in paired:  # pair_rows lays the pairs out segment after segment
+            count = segment.stop - segment.start
+            extra[f"gs_loss/{segment.stream}"] = per_pair[start : start + count].mean().detach()
+            start += count
+        return ObjectiveOutput(mix.loss + self.weight * per_pair.mean(), mix.stream_losses, extra)
+
+
 OBJECTIVES: dict[str, Callable[[ObjectiveConfig], Objective | NetworkObjective]] = {
     "cross_entropy_mix": lambda config: CrossEntropyMix(),
     "irm": lambda config: InvariantRiskMinimisation(config.irm_weight, config.irm_anneal_steps),
     "interchange_intervention": lambda config: InterchangeIntervention(causal_model(config.causal_model), config.alignment,
                                                                        config.typed, config.iit_weight),
+    "gradient_supervision": lambda config: GradientSupervision(config.gs_lambda),
 }
 
 

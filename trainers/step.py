@@ -27,17 +27,19 @@ class MixedBatch:
 
 
 def mix_batches(batches: dict[str, StreamBatch | None], weights: dict[str, float]) -> MixedBatch | None:
-    """Concatenate the streams' batches (None: the stream skips this step). None if all skipped."""
+    """Concatenate the streams' batches (None: the stream skips this step), a paired stream's samples followed
+    by their partners in one segment. None if all skipped."""
     present = [(stream, batch) for stream, batch in batches.items() if batch is not None]
     if not present:
         return None
-    segments, start = [], 0
-    for stream, batch in present:
-        segments.append(Segment(stream, weights[stream], start, start + len(batch.labels)))
-        start += len(batch.labels)
-    images = torch.cat([batch.images for _, batch in present])
-    labels = torch.cat([batch.labels for _, batch in present])
-    given = [batch.values for _, batch in present if batch.values is not None]
+    segments, start, rows = [], 0, [batch.rows for _, batch in present]
+    for (stream, batch), (_, labels) in zip(present, rows):
+        segments.append(Segment(stream, weights[stream], start, start + len(labels), paired=batch.partner_images is not None))
+        start += len(labels)
+    images = torch.cat([images for images, _ in rows])
+    labels = torch.cat([labels for _, labels in rows])
+    # A paired stream's partners have no causal variables of their own: its batch gives none.
+    given = [batch.values for _, batch in present if batch.values is not None and batch.partner_images is None]
     values = torch.cat(given) if len(given) == len(present) else None
     return MixedBatch(images, labels, segments, values)
 
