@@ -29,6 +29,24 @@ _KEY_LINES = re.compile(rf"[{KEY_CHARACTERS}]{{1,{MAX_KEY_CHARS}}}(?: [{KEY_CHAR
 # A column of offsets or sizes; at most 18 digits each keeps them inside int64 (a tar of 10^18
 # bytes would be needed for more).
 _NUMBERS = re.compile(r"[0-9]{1,18}(?: [0-9]{1,18})*")
+# The key of each line after the header in the writer's form (the first member's name up to its
+# extension), the rest of the line consumed so that the search resumes at the next line.
+_LINE_KEYS = re.compile(r"\n[^ ]+ [^ ]+ [^ ]+ ([^.]+)\.[^\n]*")
+
+
+def written_index_keys(data: bytes, samples: int) -> list[str] | None:
+    """The sample keys of an index known to be the one genint's writer wrote (its sha256 is the
+    manifest line's ``index_sha256``), without re-checking what the writer checked; None if the
+    index does not list ``samples`` samples in the writer's form after all.
+    """
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if not text.startswith(f"{INDEX_VERSION} {samples}\n"):
+        return None
+    keys = _LINE_KEYS.findall(text)
+    return keys if len(keys) == samples else None
 
 
 def canonical_index_keys(data: bytes, samples: int, tar_bytes: int) -> list[str] | None:

@@ -40,6 +40,9 @@ class ManifestRecord(BaseModel):
     samples: int = Field(default=0, ge=0)
     bytes: int = Field(default=0, ge=0)
     sha256: str | None = None
+    # The sha256 of the shard's DALI index as its writer wrote it: a reader whose index has this
+    # digest skips re-checking its lines (lines written before it existed lack it).
+    index_sha256: str | None = None
     class_counts: dict[int, int] = Field(default_factory=dict)
     writer: str
     seq: int = Field(ge=0)
@@ -69,6 +72,8 @@ class ManifestRecord(BaseModel):
             raise ValueError(f"shard name {self.name!r} does not match the line's writer {self.writer!r} and seq {self.seq}")
         if self.sha256 is None or not _SHA256.fullmatch(self.sha256):
             raise ValueError("a shard line needs the shard's sha256 (64 lowercase hex digits)")
+        if self.index_sha256 is not None and not _SHA256.fullmatch(self.index_sha256):
+            raise ValueError("index_sha256 must be 64 lowercase hex digits")
         if sum(self.class_counts.values()) != self.samples:
             raise ValueError(f"class counts add up to {sum(self.class_counts.values())}, the line says {self.samples} samples")
         return self

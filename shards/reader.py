@@ -10,7 +10,9 @@ manifest line against the files before anything reads them:
   ``check_shard`` for the growing reader, once per shard): also parses the index, which must list
   the manifest's samples inside the tar, following the sample contract, with no key repeated across
   the stream, and the tar must start with its first member's header. Damaged shards are returned
-  apart, so a reader can skip and count them.
+  apart, so a reader can skip and count them. An index whose sha256 is its manifest line's
+  ``index_sha256`` is the one the writer wrote and checked: only its keys are read (for the
+  repeated-key check), not its every line again.
 
 Only ``verify`` hashes and reads every member.
 
@@ -19,8 +21,10 @@ Readers open files themselves and hand webdataset the open streams, never a name
 ``gopen`` reads ``pipe:...`` as a shell command and other schemes as URLs.
 """
 
+import hashlib
 import os
 import tarfile
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +33,7 @@ from typing import IO, Any, BinaryIO, TypeVar
 import webdataset
 from webdataset.tariterators import group_by_keys, tar_file_expander
 
-from shards.canonical_index import canonical_index_keys
+from shards.canonical_index import canonical_index_keys, written_index_keys
 from shards.errors import SampleError, ShardError, StoreFileError
 from shards.files import open_regular, read_regular
 from shards.index import IndexMember, parse_index
@@ -110,14 +114,21 @@ def _check_first_header(block: bytes, samples: list[list[IndexMember]], path: Pa
                                    f"{first.name!r} ({first.size} bytes) at byte {first.offset}")
 
 
-def _open_committed(path: Path, record: ManifestRecord) -> BinaryIO:
-    """The shard's tar, open, after the file checks of ``committed_shards``."""
+def _open_committed_tar(path: Path, record: ManifestRecord) -> BinaryIO:
+    """The shard's tar, open, once it is a regular file of the manifest's size."""
     handle = open_regular(path, "shard")
     size = os.fstat(handle.fileno()).st_size
+    if size != record.bytes:
+        handle.close()
+        raise StoreFileError(path, f"shard is {size} bytes, the manifest says {record.bytes} "
+                                   "(truncated or replaced; run genint shards verify)")
+    return handle
+
+
+def _open_committed(path: Path, record: ManifestRecord) -> BinaryIO:
+    """The shard's tar, open, after the file checks of ``committed_shards``."""
+    handle = _open_committed_tar(path, record)
     try:
-        if size != record.bytes:
-            raise StoreFileError(path, f"shard is {size} bytes, the manifest says {record.bytes} "
-                                       "(truncated or replaced; run genint shards verify)")
         open_regular(path.with_name(index_file_name(path.name)), "DALI index").close()
     except BaseException:
         handle.close()
@@ -153,7 +164,11 @@ def _checked_keys(path: Path, record: ManifestRecord) -> list[str]:
 def index_keys(path: "Path | str", record: ManifestRecord, first_block: bytes, data: bytes, index_path: "Path | str") -> list[str]:
     """``_checked_keys`` on bytes already read: the tar's first block and the index's content
     (``shards.s3_reader`` reads them from object storage)."""
-    keys = canonical_index_keys(data, record.samples, record.bytes)
+    keys = None
+    if record.index_sha256 is not None and hashlib.sha256(data).hexdigest() == record.index_sha256:
+        keys = written_index_keys(data, record.samples)
+    if keys is None:
+        keys = canonical_index_keys(data, record.samples, record.bytes)
     if keys is None:
         return [members[0].key for members in _checked_index(path, record, first_block, data, index_path)]
     if keys:
@@ -176,7 +191,7 @@ def _checked_index(path: Path, record: ManifestRecord, first_block: bytes, data:
 
 def _read_committed(path: Path, record: ManifestRecord) -> tuple[bytes, bytes, Path]:
     """The tar's first block, the index's bytes and the index's path, after the file checks."""
-    with _open_committed(path, record) as handle:
+    with _open_committed_tar(path, record) as handle:
         first_block = handle.read(TAR_BLOCK_BYTES)
     index_path = path.with_name(index_file_name(path.name))
     return first_block, read_regular(index_path, "DALI index", max(record.bytes, MIN_INDEX_LIMIT_BYTES)), index_path
@@ -202,20 +217,33 @@ def split_readable(shards: list[tuple[Location, ManifestRecord]], keys_of: Calla
     earlier one is damaged too. Shared by the directory and the object-storage checks.
     """
     readable, damaged = [], []
-    keys: dict[str, str] = {}
+    seen: set[str] = set()
+    kept: list[tuple[list[str], str]] = []  # each readable shard's keys and name, to name a repeat's first shard
     for location, record in shards:
         try:
             shard_keys = keys_of(location, record)
         except ShardError as error:
             damaged.append(DamagedShard(location, record, str(error)))
             continue
-        if not keys.keys().isdisjoint(shard_keys):
-            repeated = next(key for key in shard_keys if key in keys)
-            damaged.append(DamagedShard(location, record, f"{location}: sample key {repeated!r} is also in {keys[repeated]}"))
+        before = len(seen)
+        seen.update(shard_keys)
+        if len(seen) != before + len(shard_keys):  # rare: find the repeat, then undo this shard's keys
+            damaged.append(DamagedShard(location, record, _repeated_key(location, shard_keys, kept)))
+            seen = {key for keys, _ in kept for key in keys}
             continue
-        keys.update(dict.fromkeys(shard_keys, record.name))
+        kept.append((shard_keys, record.name))
         readable.append((location, record))
     return readable, damaged
+
+
+def _repeated_key(location: Any, shard_keys: list[str], kept: list[tuple[list[str], str]]) -> str:
+    """Why a shard whose keys are not all new is damaged: the first repeated key and where it was."""
+    owners = {key: name for keys, name in kept for key in keys}
+    repeated = next((key for key in shard_keys if key in owners), None)
+    if repeated is not None:
+        return f"{location}: sample key {repeated!r} is also in {owners[repeated]}"
+    twice = next(key for key, count in Counter(shard_keys).items() if count > 1)
+    return f"{location}: sample key {twice!r} is listed twice"
 
 
 def committed_shards(stream_dir: Path) -> list[tuple[Path, ManifestRecord]]:

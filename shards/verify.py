@@ -2,7 +2,7 @@
 
 Per committed shard: the file is a regular file in the stream directory, its size and sha256
 match, it parses as a tar whose samples follow the contract, its sample count and class counts
-match, and its DALI index equals the index computed from the tar. Per stream: no duplicate keys
+match, and its DALI index equals the index computed from the tar (and has the line's index_sha256). Per stream: no duplicate keys
 across shards and no orphan shard or index files. Temp files are reported as notes, not problems:
 a live writer always has one. Every problem is one finding; verify itself only fails on a store
 root it cannot read.
@@ -23,7 +23,7 @@ from shards.mirror import mirrored_store
 from shards.names import index_file_name
 from shards.reader import MIN_INDEX_LIMIT_BYTES, iter_members, stream_dirs
 from shards.sample import encode_sample
-from shards.storage import is_s3_url
+from shards.locations import is_s3_url
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,9 @@ def _check_index(index_path: Path, grouped: list[list[IndexMember]], record: Man
         return [Finding(error.path, error.problem)]
     if text != format_index(grouped).encode("utf-8"):
         return [Finding(index_path, "DALI index does not match the tar")]
+    digest = hashlib.sha256(text).hexdigest()
+    if record.index_sha256 is not None and digest != record.index_sha256:
+        return [Finding(index_path, f"index sha256 {digest[:12]}..., manifest says {record.index_sha256[:12]}...")]
     return []
 
 

@@ -10,6 +10,7 @@ Steps 2-3 run on a committer thread, one shard after another in order, so fsync 
 overlap with writing the next shard instead of stalling the producer.
 """
 
+import hashlib
 import queue
 import threading
 import time
@@ -91,9 +92,12 @@ class _OpenShard:
         self.tar.close()
         self.raw.flush()
 
-    def persist(self, publisher: LocalPublisher | S3Publisher) -> tuple[str, int]:
-        """Make the shard durable under its final name (committer thread); return (sha256, bytes)."""
-        return publisher.publish(self.temp_path, self.raw, self.tar_name, format_index(self.members).encode("utf-8"))
+    def persist(self, publisher: LocalPublisher | S3Publisher) -> tuple[str, int, str]:
+        """Make the shard durable under its final name (committer thread); return (sha256, bytes,
+        the index's sha256)."""
+        index = format_index(self.members).encode("utf-8")
+        sha256, size = publisher.publish(self.temp_path, self.raw, self.tar_name, index)
+        return sha256, size, hashlib.sha256(index).hexdigest()
 
     def abandon(self) -> None:
         """Delete the temp file; the tar is closed first so tarfile has nothing left to flush."""
@@ -244,9 +248,9 @@ class ShardWriter:
         self._units_done = []
 
         def commit() -> None:
-            sha256, size = shard.persist(self._publisher) if shard else (None, 0)
+            sha256, size, index_sha256 = shard.persist(self._publisher) if shard else (None, 0, None)
             record = ManifestRecord(
-                **fields, sha256=sha256, bytes=size, writer=self.writer_id, seq=seq,
+                **fields, sha256=sha256, index_sha256=index_sha256, bytes=size, writer=self.writer_id, seq=seq,
                 config_hash=self.config_hash, time=time.time(),
             )
             self.manifest.append([record])

@@ -2,19 +2,23 @@
 
 Its verdict is "passes" or "cannot tell": the reader's start trusts it, so an index it accepts must
 pass ``check_shard`` with the same keys. Checked on the writer's own indexes (which it must accept,
-or the reader's start would be slow again) and on thousands of mutations of one.
+or the reader's start would be slow again) and on thousands of mutations of one. An index with its
+manifest line's ``index_sha256`` is not checked again at all: only its keys are read.
 """
 
+import hashlib
 import random
+from types import SimpleNamespace
 
 import pytest
 
-from shards.canonical_index import canonical_index_keys
-from shards.errors import ShardError
+import shards.reader
+from shards.canonical_index import canonical_index_keys, written_index_keys
+from shards.errors import ManifestError, ShardError
 from shards.index import parse_index
-from shards.manifest import Manifest
+from shards.manifest import Manifest, ManifestRecord
 from shards.names import index_file_name
-from shards.reader import check_committed_shards, check_shard
+from shards.reader import check_committed_shards, check_shard, split_readable
 from shards.writer import ShardWriter
 from tests.conftest import encoded_image, write_stream
 
@@ -129,3 +133,42 @@ def test_samples_of_different_fields_are_checked_line_by_line_and_pass(tmp_path)
     assert canonical_index_keys(data, record.samples, record.bytes) is None
     readable, damaged = check_committed_shards(tmp_path)
     assert [path.name for path, _ in readable] == [record.name] and damaged == []
+
+
+def test_the_writer_records_its_index_digest_and_a_matching_index_is_read_for_its_keys_only(shard, monkeypatch):
+    path, record, data = shard
+    assert record.index_sha256 == hashlib.sha256(data).hexdigest()
+    assert written_index_keys(data, record.samples) == [f"key_{index}-x" for index in range(SAMPLES)]
+    assert written_index_keys(data, record.samples + 1) is None
+
+    def no_bulk_check(*args):
+        raise AssertionError("an index with its recorded digest was checked again")
+
+    monkeypatch.setattr(shards.reader, "canonical_index_keys", no_bulk_check)
+    readable, damaged = check_committed_shards(path.parent)
+    assert [found.name for found, _ in readable] == [record.name] and damaged == []
+    # Any other index bytes (here one sample's lines swapped) take the full check again.
+    lines = data.split(b"\n")
+    lines[1], lines[2] = lines[2], lines[1]
+    path.with_name(index_file_name(path.name)).write_bytes(b"\n".join(lines))
+    with pytest.raises(AssertionError, match="checked again"):
+        check_committed_shards(path.parent)
+
+
+def test_a_manifest_line_with_a_malformed_index_digest_is_refused(shard):
+    path, record, _ = shard
+    line = record.model_dump() | {"index_sha256": "ABC"}
+    with pytest.raises(ValueError, match="index_sha256 must be 64 lowercase hex digits"):
+        ManifestRecord.model_validate(line)
+    (path.parent / "manifest.jsonl").write_text(ManifestRecord.model_construct(**line).model_dump_json() + "\n")
+    with pytest.raises(ManifestError, match="index_sha256 must be 64 lowercase hex digits"):
+        check_committed_shards(path.parent)
+
+
+def test_a_repeated_key_damages_only_the_shard_that_repeats_it():
+    keys = {"a": ["k1", "k2"], "b": ["k3", "k1"], "c": ["k3", "k4"], "d": ["k5", "k5"], "e": ["k6"]}
+    shards_in_order = [(name, SimpleNamespace(name=f"{name}.tar")) for name in keys]
+    readable, damaged = split_readable(shards_in_order, lambda name, record: keys[name])
+    # c's k3 was only in the damaged b, so c stays readable.
+    assert [name for name, _ in readable] == ["a", "c", "e"]
+    assert [shard.reason for shard in damaged] == ["b: sample key 'k1' is also in a.tar", "d: sample key 'k5' is listed twice"]

@@ -213,7 +213,7 @@ def test_eval_refuses_what_verify_rejects_even_at_the_right_size(store, tmp_path
     (store / SECOND_SHARD).write_bytes((store / FIRST_SHARD).read_bytes())
     (store / SECOND_SHARD.replace(".tar", ".idx")).write_bytes((store / FIRST_SHARD.replace(".tar", ".idx")).read_bytes())
     first = manifest_lines(store)[0]
-    edit_line(store, 1, **{key: first[key] for key in ("samples", "bytes", "sha256", "class_counts")})
+    edit_line(store, 1, **{key: first[key] for key in ("samples", "bytes", "sha256", "index_sha256", "class_counts")})
     assert any("duplicate key" in line for line in _problems(store))
     with pytest.raises(TrainError, match=f"{SECOND_SHARD}: sample key 'sample00000' is also in {FIRST_SHARD}"):
         shard_files(store)

@@ -57,7 +57,7 @@ def test_duplicate_key_across_shards(store, tmp_path):
     shutil.copy(source.with_suffix(".idx"), target.with_suffix(".idx"))
     lines = (store / "manifest.jsonl").read_text().splitlines()
     first, last = json.loads(lines[0]), json.loads(lines[2])
-    last.update({key: first[key] for key in ("samples", "bytes", "sha256", "class_counts")})
+    last.update({key: first[key] for key in ("samples", "bytes", "sha256", "index_sha256", "class_counts")})
     lines[2] = json.dumps(last)
     (store / "manifest.jsonl").write_text("\n".join(lines) + "\n")
     problems = _problems(store)
