@@ -2,7 +2,10 @@
 
 A sample is a dict with ``__key__`` (no dots, no slashes), exactly one image field (``jpg`` or
 ``png``, encoded bytes), ``cls`` (class index, written as ASCII decimal) and ``json`` (the
-provenance record, a JSON object). Nothing else is accepted, so no pickle can ever reach a shard.
+provenance record, a JSON object). A counterfactual-pair sample also carries its partner: one
+image field ``cf.jpg`` or ``cf.png`` and its class ``cf.cls``, which differs from ``cls``; the
+partner's members follow the sample's in the same tar, so they are committed with it. Nothing
+else is accepted, so no pickle can ever reach a shard.
 """
 
 import json
@@ -12,7 +15,11 @@ from typing import Any
 from shards.errors import SampleError
 
 IMAGE_EXTENSIONS = ("jpg", "png")
-ALLOWED_FIELDS = frozenset({"__key__", "cls", "json", *IMAGE_EXTENSIONS})
+# A pair sample's partner: the same fields under "cf." (WebDataset and DALI split a member's name at its
+# first dot, so "key.cf.png" is the field "cf.png" of sample "key").
+PARTNER_IMAGE_EXTENSIONS = ("cf.jpg", "cf.png")
+PARTNER_CLASS = "cf.cls"
+ALLOWED_FIELDS = frozenset({"__key__", "cls", "json", *IMAGE_EXTENSIONS, *PARTNER_IMAGE_EXTENSIONS, PARTNER_CLASS})
 # 90 characters keeps "key.json" under USTAR's 100-byte name limit, so every tar member has
 # exactly one 512-byte header (the index writer relies on that).
 MAX_KEY_CHARS = 90
@@ -56,6 +63,10 @@ def check_fields(key: str, names: list[str]) -> str:
     for required in ("cls", "json"):
         if required not in names:
             raise SampleError(f"sample {key}: missing required field {required!r}")
+    partner_images = [ext for ext in PARTNER_IMAGE_EXTENSIONS if ext in names]
+    if len(partner_images) > 1 or bool(partner_images) != (PARTNER_CLASS in names):
+        raise SampleError(f"sample {key}: a counterfactual partner is one image field of {PARTNER_IMAGE_EXTENSIONS} "
+                          f"and {PARTNER_CLASS!r} (got {sorted(set(names) & {*PARTNER_IMAGE_EXTENSIONS, PARTNER_CLASS})})")
     return images[0]
 
 
@@ -107,7 +118,7 @@ def encode_sample(sample: dict[str, Any]) -> dict[str, bytes | str]:
 
     Args:
         sample: ``__key__``, one of ``jpg``/``png`` (bytes), ``cls`` (int or bytes), ``json``
-            (dict, str or bytes).
+            (dict, str or bytes); for a pair also one of ``cf.jpg``/``cf.png`` and ``cf.cls``.
 
     Returns:
         A dict ready for ``webdataset.TarWriter(encoder=False)``.
@@ -117,15 +128,28 @@ def encode_sample(sample: dict[str, Any]) -> dict[str, bytes | str]:
     """
     key = check_key(sample.get("__key__"))
     ext = check_fields(key, list(sample))
-    image = sample[ext]
-    if not isinstance(image, (bytes, bytearray, memoryview)) or not bytes(image[:8]).startswith(_IMAGE_MAGIC[ext]):
-        raise SampleError(f"sample {key}: {ext} field is not encoded {ext.upper()} bytes")
-    return {
+    encoded = {
         "__key__": key,
-        ext: bytes(image),
+        ext: _encoded_image(sample[ext], ext, key),
         "cls": encode_class(sample["cls"], key),
         "json": encode_provenance(sample["json"], key),
     }
+    partner = next((field for field in PARTNER_IMAGE_EXTENSIONS if field in sample), None)
+    if partner is not None:
+        encoded[partner] = _encoded_image(sample[partner], partner, key)
+        encoded[PARTNER_CLASS] = encode_class(sample[PARTNER_CLASS], key)
+        if encoded[PARTNER_CLASS] == encoded["cls"]:
+            raise SampleError(f"sample {key}: its counterfactual partner has the sample's own class "
+                              f"{encoded['cls'].decode()}; a pair's classes must differ")
+    return encoded
+
+
+def _encoded_image(image: Any, field: str, key: str) -> bytes:
+    """The bytes of an image field, once they start like the encoding its extension names."""
+    ext = field.rpartition(".")[2]
+    if not isinstance(image, (bytes, bytearray, memoryview)) or not bytes(image[:8]).startswith(_IMAGE_MAGIC[ext]):
+        raise SampleError(f"sample {key}: {field} field is not encoded {ext.upper()} bytes")
+    return bytes(image)
 
 
 def split_member_name(name: str) -> tuple[str, str]:

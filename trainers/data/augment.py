@@ -49,30 +49,47 @@ def train_transform(encoded: DataNode, augment: Augment, loader: LoaderConfig, d
     Returns:
         Float32 CHW images of ``loader.crop_size`` square.
     """
-    images = fn.decoders.image_random_crop(
-        encoded,
-        device=decoder_device(device),
-        output_type=types.RGB,
-        random_area=list(loader.crop_area),
-        random_aspect_ratio=list(CROP_ASPECT_RATIO),
-    )
-    images = fn.resize(images, size=[loader.crop_size, loader.crop_size])
+    (images,) = _train_images([encoded], augment, loader, device, crop_seed=None)
+    return images
+
+
+def paired_train_transform(encoded: DataNode, partner: DataNode, augment: Augment, loader: LoaderConfig, device: str,
+                           crop_seed: int) -> tuple[DataNode, DataNode]:
+    """``train_transform`` of a sample and its counterfactual partner with the same randomness, so the pair
+    stays aligned: one crop window (two croppers seeded alike draw the same windows on same-sized images),
+    one flip, one rotation and one colour jitter per pair.
+
+    Args:
+        crop_seed: the seed of both croppers (derive it from the pipeline's seed).
+    """
+    images, partners = _train_images([encoded, partner], augment, loader, device, crop_seed)
+    return images, partners
+
+
+def _train_images(encoded: list[DataNode], augment: Augment, loader: LoaderConfig, device: str,
+                  crop_seed: int | None) -> list[DataNode]:
+    seeded = {} if crop_seed is None else {"seed": crop_seed}
+    images = [
+        fn.decoders.image_random_crop(
+            node,
+            device=decoder_device(device),
+            output_type=types.RGB,
+            random_area=list(loader.crop_area),
+            random_aspect_ratio=list(CROP_ASPECT_RATIO),
+            **seeded,
+        )
+        for node in encoded
+    ]
+    images = [fn.resize(node, size=[loader.crop_size, loader.crop_size]) for node in images]
     if augment == "additional":
-        images = fn.rotate(
-            images,
-            angle=fn.random.uniform(range=[-loader.rotate_max_deg, loader.rotate_max_deg]),
-            keep_size=True,
-            fill_value=0,
-        )
+        angle = fn.random.uniform(range=[-loader.rotate_max_deg, loader.rotate_max_deg])
+        images = [fn.rotate(node, angle=angle, keep_size=True, fill_value=0) for node in images]
         jitter_range = [max(0.0, 1 - loader.jitter), 1 + loader.jitter]
-        images = fn.color_twist(
-            images,
-            brightness=fn.random.uniform(range=jitter_range),
-            contrast=fn.random.uniform(range=jitter_range),
-            saturation=fn.random.uniform(range=jitter_range),
-            hue=fn.random.uniform(range=[-loader.hue_max_deg, loader.hue_max_deg]),
-        )
-    return _normalize(images, loader, mirror=fn.random.coin_flip())
+        brightness, contrast, saturation = (fn.random.uniform(range=jitter_range) for _ in range(3))
+        hue = fn.random.uniform(range=[-loader.hue_max_deg, loader.hue_max_deg])
+        images = [fn.color_twist(node, brightness=brightness, contrast=contrast, saturation=saturation, hue=hue) for node in images]
+    mirror = fn.random.coin_flip()
+    return [_normalize(node, loader, mirror=mirror) for node in images]
 
 
 def eval_transform(images: DataNode, loader: LoaderConfig) -> DataNode:
