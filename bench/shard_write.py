@@ -26,7 +26,8 @@ import numpy as np
 import webdataset
 from PIL import Image
 
-from shards.storage import S3Store, S3Url, is_s3_url
+from shards.locations import is_s3_url
+from shards.storage import S3Store, S3Url
 from shards.writer import ShardWriter
 
 

@@ -19,6 +19,7 @@ from cluster.strategy_cli import STRATEGY_HANDLERS, add_strategy_commands
 from datagen.errors import DatagenError
 from shards.config import MAX_PREPARE_WORKERS, MAX_SEED
 from shards.errors import ShardError
+from shards.locations import is_s3_url
 from trainers.errors import TrainError
 from trainers.limits import MAX_CLASSES
 
@@ -62,14 +63,6 @@ def _whole_number(minimum: int, maximum: int):
 def _store_root(text: str) -> "Path | str":
     """A store directory, or an ``s3://`` URL kept as text (Path would fold its ``//``)."""
     return text if text.startswith("s3://") else Path(text)
-
-
-def _local_store_root(text: str) -> Path:
-    """A store directory; ``prepare`` does not write to object storage yet."""
-    if text.startswith("s3://"):
-        raise argparse.ArgumentTypeError(f"must be a local directory (got {text}): prepare does not write to s3:// yet; "
-                                         "prepare to a directory, then copy the stream into the bucket")
-    return Path(text)
 
 
 def _stream_name(text: str) -> str:
@@ -117,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("eval", help="top-1/top-5 (ObjectNet, ImageNet-C mCE, ImageNet-V2, folders, shards)")
     evaluate.add_argument("checkpoint", help="a trainer checkpoint directory, a state_dict file, or torchvision weights name")
     evaluate.add_argument("--suite", required=True, help="imagefolder, shards, objectnet, imagenet-c or imagenet-v2")
-    evaluate.add_argument("--data", required=True, type=Path, help="the evaluation set's directory")
+    evaluate.add_argument("--data", required=True, type=_store_root, help="the evaluation set's directory (shards: also s3://BUCKET/PREFIX)")
     evaluate.add_argument("--config", type=Path, help="the job config (model, classes, normalisation); else the flags below")
     evaluate.add_argument("--arch", default="resnet152", help="model architecture without --config (default resnet152)")
     evaluate.add_argument("--num-classes", type=_whole_number(1, MAX_CLASSES), default=1000, help="classifier outputs without --config (default 1000)")
@@ -143,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     prepare = commands.add_parser("prepare", help="ImageFolder tree -> shuffled shards (resumable)")
     prepare.add_argument("source", type=Path, help="ImageFolder root: one folder per class")
-    prepare.add_argument("out", type=_local_store_root, help="store root directory; the stream lands in OUT/STREAM")
+    prepare.add_argument("out", type=_store_root, help="store root directory or s3://BUCKET/PREFIX; the stream lands in OUT/STREAM")
     prepare.add_argument("--stream", required=True, type=_stream_name, help="stream name, e.g. original")
     prepare.add_argument("--seed", type=_whole_number(0, MAX_SEED), default=0, help="shuffle seed (default 0)")
     prepare.add_argument("--workers", type=_whole_number(1, MAX_PREPARE_WORKERS), default=1, help="decoding processes (default 1)")
@@ -170,7 +163,11 @@ def _load_job(args: argparse.Namespace):
 
     config = load_config(args.config, args.overrides)
     check_output_dir(config.output_dir)
-    if config.shards.root is not None:
+    if is_s3_url(config.shards.root):
+        from shards.storage import S3Store
+
+        S3Store(config.shards.root).check_bucket()  # endpoint, bucket and credentials, before anything is written
+    elif config.shards.root is not None:
         check_output_dir(config.shards.root, "shards.root")
     return config
 
@@ -354,7 +351,7 @@ def _prepare(args: argparse.Namespace) -> int:
     for entry in report.skipped:
         print(f"skipped {entry['path']}: {entry['error']}", file=sys.stderr)
     print(f"prepare: {args.stream}: wrote {report.written} samples ({report.already_committed} already "
-          f"committed), {len(report.skipped)} skipped, {len(report.classes)} classes -> {args.out / args.stream}")
+          f"committed), {len(report.skipped)} skipped, {len(report.classes)} classes -> {str(args.out).rstrip('/')}/{args.stream}")
     return 0
 
 

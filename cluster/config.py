@@ -23,6 +23,7 @@ from cluster.explain_config import ExplainConfig
 from cluster.strategy_search_config import StrategySearchConfig
 from datagen.config import DatagenConfig
 from shards.config import ShardStoreConfig
+from shards.locations import StreamLocation
 from trainers.config import TrainConfig
 
 ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
@@ -59,8 +60,8 @@ class JobConfig(BaseModel):
     explain: ExplainConfig | None = Field(default=None, description="`genint explain` (seed 004's property gradients, GradCAM); absent: its defaults")
 
     @property
-    def store_dir(self) -> Path:
-        """Root of the job's shard store (one subdirectory per stream)."""
+    def store_dir(self) -> StreamLocation:
+        """Root of the job's shard store (one subdirectory per stream), or its ``s3://`` prefix."""
         return self.shards.root or self.output_dir / "shards"
 
 

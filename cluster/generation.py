@@ -14,7 +14,8 @@ from cluster.progress import progress_bar
 from datagen.actors import ActorSettings
 from datagen.directions import Directions, compute_directions
 from datagen.generators.loading import load_generator, pick_device
-from datagen.generators.training import train_from_stream, training_epochs
+from datagen.generators.saved import INCOMPLETE_TRAINING, write_training_record
+from datagen.generators.training import train_from_stream, training_epochs, training_fingerprint
 from datagen.pool import ActorPool, PoolEvent, PoolReport
 from datagen.service import (
     plan_generation,
@@ -25,21 +26,34 @@ from datagen.service import (
 from datagen.transfer_stage import content_sample_count
 from datagen.units import WorkUnit
 from shards.config import StoreRef
-from shards.manifest import Manifest
+from shards.stores import open_manifest
 
 ProgressUpdate = Callable[[int, int], None]  # update(done, total) of a progress bar
 PoolCallback = Callable[[PoolEvent], None]
 
 
+def job_training_fingerprint(config: JobConfig) -> str:
+    """The fingerprint of the job's generator training: its settings and its training stream's shards."""
+    generator_config = config.datagen.generator
+    shards = open_manifest(config.store_dir / generator_config.train_stream).shards()
+    return training_fingerprint(generator_config, [(record.name, record.sha256) for record in shards])
+
+
 def train_generator(config: JobConfig) -> Path:
-    """Train the job's CVAE or CGN on its training stream and save it where the actors load it from."""
+    """Train the job's CVAE or CGN on its training stream and save it where the actors load it from,
+    with the fingerprint of its training beside it."""
     generator_config = config.datagen.generator
     epochs = training_epochs(generator_config)
+    fingerprint = job_training_fingerprint(config)
     with progress_bar("train generator") as update:
         generator = train_from_stream(generator_config, config.store_dir / generator_config.train_stream,
                                       on_progress=lambda epoch, loss: update(epoch + 1, epochs))
     destination = Path(config.datagen.weights_path(config.output_dir))
+    if destination.exists():
+        # A crash while the files are replaced must not leave the old fingerprint beside new weights.
+        write_training_record(destination, INCOMPLETE_TRAINING)
     generator.save(destination)
+    write_training_record(destination, fingerprint)
     return destination
 
 
@@ -87,7 +101,7 @@ def _counting(update: ProgressUpdate, done: int, total: int, also: PoolCallback 
 def generation_pool(config: JobConfig, settings: ActorSettings, units: list[WorkUnit],
                     update: ProgressUpdate, also: PoolCallback | None = None) -> ActorPool:
     """The job's generator pool, reporting images to ``update`` (run it with ``run_pool``)."""
-    progress = Manifest(config.store_dir / config.datagen.stream).unit_progress()
+    progress = open_manifest(config.store_dir / config.datagen.stream).unit_progress()
     done = sum(progress[unit.unit_id].samples for unit in units if unit.unit_id in progress)
     on_event = _counting(update, done, planned_samples(config.datagen, units), also)
     return start_pool(settings, units, on_event, use_gpu=_use_gpu(config))

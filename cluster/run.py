@@ -17,6 +17,7 @@ from cluster.controller_client import JobStatus, result
 from cluster.errors import ClusterError
 from cluster.generation import (
     compute_job_directions,
+    job_training_fingerprint,
     plan_job_generation,
     pool_label,
     train_generator,
@@ -25,6 +26,7 @@ from cluster.local_ray import cluster_has_gpus, ray_session, session_logs_dir
 from cluster.progress import console, progress_bar, progress_board
 from cluster.training import check_streams_committed
 from datagen.actors import ActorSettings
+from datagen.generators.saved import read_training_record
 from datagen.generators.training import TRAINABLE_KINDS
 from datagen.pool import PoolReport
 from datagen.units import WorkUnit
@@ -77,12 +79,30 @@ def prepare_streams(config: JobConfig, config_hash: str) -> dict[str, PrepareRep
 
 def prepare_generator(config: JobConfig) -> None:
     """Finish what the job's generator needs that is not there yet: a trained CVAE or CGN, and the
-    directions for an intervention strategy. An existing generator directory or directions file is reused."""
+    directions for an intervention strategy.
+
+    An existing generator directory is reused unless genint trained it with other settings or on
+    other shards (its ``training.json`` says so): then it is trained again, and directions at their
+    default path are computed again for it. An existing directions file is otherwise reused.
+    """
     datagen = config.datagen
-    if datagen.generator.kind in TRAINABLE_KINDS and not Path(datagen.weights_path(config.output_dir)).exists():
+    retrained = datagen.generator.kind in TRAINABLE_KINDS and _generator_needs_training(config)
+    if retrained:
         train_generator(config)
-    if datagen.strategy.kind == "intervention" and not datagen.directions_path(config.output_dir).exists():
+    directions = datagen.directions_path(config.output_dir)
+    if datagen.strategy.kind == "intervention" and (not directions.exists() or (retrained and datagen.directions.path is None)):
         compute_job_directions(config)
+
+
+def _generator_needs_training(config: JobConfig) -> bool:
+    weights = Path(config.datagen.weights_path(config.output_dir))
+    if not weights.exists():
+        return True
+    recorded = read_training_record(weights)
+    if recorded is None or recorded == job_training_fingerprint(config):
+        return False
+    console.print(f"datagen.generator: {weights} was trained with other settings or on other shards; training it again")
+    return True
 
 
 def prepare_generation(config: JobConfig, config_hash: str) -> tuple[ActorSettings, list[WorkUnit]] | None:

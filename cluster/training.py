@@ -2,7 +2,8 @@
 
 from cluster.config import JobConfig
 from cluster.errors import ClusterError
-from shards.manifest import Manifest
+from shards.locations import S3Url
+from shards.stores import open_manifest
 from trainers.callbacks import StepReport, TrainCallback, TrainResult
 from trainers.loop import ShouldStop
 from trainers.ray_train import train
@@ -25,7 +26,7 @@ class StepProgress(TrainCallback):
 def check_streams_committed(config: JobConfig, growing: frozenset[str] = frozenset()) -> None:
     """Fail before any worker starts when a static stream the trainer reads has no committed shards."""
     for stream in config.train.active_streams:
-        if stream not in growing and not Manifest(config.store_dir / stream).shards():
+        if stream not in growing and not open_manifest(config.store_dir / stream).shards():
             raise ClusterError(
                 f"train.streams.{stream}: no committed shards in {config.store_dir / stream}; "
                 f"prepare it (shards.prepare.{stream}) or generate it first"
@@ -45,7 +46,8 @@ def train_job(config: JobConfig, update, growing: frozenset[str] = frozenset(), 
         the run's result and rank 0's last step report (losses per stream).
     """
     # Ray Train workers run in their own working directories: hand them absolute paths.
-    factory = ShardSourceFactory(config.store_dir.resolve(), config.train.data, config.train.seed, growing)
+    store = config.store_dir if isinstance(config.store_dir, S3Url) else config.store_dir.resolve()
+    factory = ShardSourceFactory(store, config.train.data, config.train.seed, growing)
     train_config = with_epoch_length(config.train, config.store_dir)
     progress = StepProgress(update, config.train.max_steps)
     result = train(train_config, factory, config.output_dir.resolve() / "train", [progress, *callbacks], use_gpu=use_gpu,

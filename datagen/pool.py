@@ -17,7 +17,6 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import ray
@@ -26,7 +25,8 @@ from ray.exceptions import RayActorError
 from datagen.errors import DatagenError
 from datagen.generators.checks import first_line
 from datagen.unit_writer import UnitReport
-from shards.manifest import UnitTracker
+from shards.locations import StreamLocation, stream_location
+from shards.stores import open_unit_tracker
 
 
 class PoolUnit(Protocol):
@@ -90,7 +90,7 @@ class ActorPool:
         self,
         actor_class: type,
         actor_args: tuple,
-        stream_dir: Path,
+        stream_dir: StreamLocation,
         units: list[PoolUnit],
         size: int,
         on_event: Callable[[PoolEvent], None] = lambda event: None,
@@ -105,7 +105,7 @@ class ActorPool:
         self.units = units
         self.on_event = on_event
         self.poll_interval_s = poll_interval_s
-        self.stream_dir = Path(stream_dir)
+        self.stream_dir = stream_location(stream_dir)
         self.writer_prefix = writer_prefix
         self._actor_class = ray.remote(actor_class).options(
             num_cpus=0 if use_gpu else 1,
@@ -118,7 +118,7 @@ class ActorPool:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._placement = (0, 0)
-        self._progress = UnitTracker(self.stream_dir)  # followed, not re-read, on every requeue
+        self._progress = open_unit_tracker(self.stream_dir)  # followed, not re-read, on every requeue
         self.report = PoolReport()
 
     # -- control, callable from other threads ------------------------------------------------

@@ -27,7 +27,8 @@ from datagen.transfer_stage import (
 )
 from datagen.units import WorkUnit, plan_units
 from shards.config import StoreRef
-from shards.files import read_regular, write_durably
+from shards.locations import StreamLocation
+from shards.stores import read_stream_file, write_stream_file
 
 PLAN_FILE = "datagen-plan.json"
 # A plan is a few hundred bytes of settings; the bound stops reading a huge file put in its place.
@@ -71,7 +72,7 @@ def plan_generation(config: DatagenConfig, output_dir: Path, store: StoreRef) ->
 _PLAN_FIELDS = {"generator", "strategy", "stream", "classes", "seeds_per_unit", "seed", "image_format", "jpeg_quality"}
 
 
-def record_plan(stream_dir: Path, config: DatagenConfig, generator_id: str, directions_hash: str | None) -> None:
+def record_plan(stream_dir: StreamLocation, config: DatagenConfig, generator_id: str, directions_hash: str | None) -> None:
     """Write the stream's generation plan, or refuse when the stream was generated under another one.
 
     Units are skipped by id on a rerun, so a changed strategy or generator would silently mix two
@@ -83,9 +84,9 @@ def record_plan(stream_dir: Path, config: DatagenConfig, generator_id: str, dire
     plan = config.model_dump(mode="json", include=_PLAN_FIELDS) | {"generator_id": generator_id, "directions_sha256": directions_hash}
     plan["generator"].pop("train", None)
     plan["generator"].pop("cgn_train", None)
-    path = stream_dir / PLAN_FILE
-    if path.exists():
-        recorded = _recorded_plan(path)
+    raw = read_stream_file(stream_dir, PLAN_FILE, "generation plan", _MAX_PLAN_BYTES)
+    if raw is not None:
+        recorded = _recorded_plan(stream_dir / PLAN_FILE, raw)
         changed = sorted(key for key in plan.keys() | recorded.keys() if plan.get(key) != recorded.get(key))
         if changed:
             raise DatagenError(
@@ -93,18 +94,15 @@ def record_plan(stream_dir: Path, config: DatagenConfig, generator_id: str, dire
                 "use another output_dir or datagen.stream, or delete the stream to start over"
             )
         return
-    stream_dir.mkdir(parents=True, exist_ok=True)
-    write_durably(path, json.dumps(plan, indent=1, sort_keys=True).encode())
+    write_stream_file(stream_dir, PLAN_FILE, json.dumps(plan, indent=1, sort_keys=True).encode())
 
 
-def _recorded_plan(path: Path) -> dict:
-    """The plan a stream was generated with (written by ``record_plan``).
+def _recorded_plan(path: StreamLocation, raw: bytes) -> dict:
+    """The plan a stream was generated with (``raw``, read from ``path``, written by ``record_plan``).
 
     Raises:
-        StoreFileError: the file is no regular file, or larger than a plan is.
         DatagenError: it is not a JSON object.
     """
-    raw = read_regular(path, "generation plan", _MAX_PLAN_BYTES)
     try:
         recorded = json.loads(raw)
     except ValueError as error:

@@ -5,7 +5,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from shards.config import StoreRef
-from shards.manifest import UnitTracker
+from shards.stores import open_unit_tracker
 from shards.writer import ShardWriter
 
 
@@ -35,7 +35,7 @@ class UnitWriter:
         self._limits = dict(max_samples=store.max_samples_per_shard, max_bytes=store.max_bytes_per_shard)
         self._writer: ShardWriter | None = None
         self._committed = self._reported = 0
-        self._progress = UnitTracker(self.stream_dir)
+        self._progress = open_unit_tracker(self.stream_dir)
 
     def _count_commit(self, record) -> None:
         # Runs on the writer's committer thread; an int increment is atomic enough for a counter.

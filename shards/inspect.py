@@ -16,7 +16,7 @@ from shards.files import open_regular
 from shards.manifest import ManifestRecord
 from shards.mirror import mirrored_store
 from shards.reader import check_committed_shards, iter_members, stream_dirs
-from shards.storage import is_s3_url
+from shards.locations import is_s3_url
 
 # Per-sample fields such as a source path have as many values as samples; stop tracking new
 # values past this many so inspect stays in bounded memory on ImageNet-sized streams.

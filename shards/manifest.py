@@ -181,6 +181,14 @@ class ManifestFollower:
             self._lines_read += len(lines)
         return records
 
+    def seen_records(self) -> list[ManifestRecord]:
+        """Every record before the follower's position, in commit order (what its polls returned)."""
+        if self.offset == 0:
+            return []
+        with open_regular(self.manifest.path, "manifest") as handle:
+            lines = handle.read(self.offset).splitlines()
+        return [parse_line(line, f"{self.manifest.path}:{number}") for number, line in enumerate(lines, 1)]
+
     def state_dict(self) -> dict[str, int]:
         return {"offset": self.offset}
 

@@ -20,16 +20,15 @@ from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
 from PIL import Image
 
 from shards.classes import class_indices
 from shards.errors import ShardError
-from shards.files import open_regular, read_regular, write_durably
-from shards.manifest import Manifest
+from shards.locations import S3Url, StreamLocation, stream_location
 from shards.names import check_name_part
 from shards.sample import MAX_KEY_CHARS
+from shards.stores import open_manifest, read_stream_file, write_stream_file
 from shards.writer import ShardWriter
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"})
@@ -38,6 +37,8 @@ CLASSES_FILE = "classes.json"
 SKIPPED_FILE = "prepare-skipped.jsonl"
 WRITER_ID = "prepare"
 MAX_PLAN_BYTES = 2**20
+# A line per unreadable source file: a few hundred bytes each.
+MAX_SKIPPED_LOG_BYTES = 2**28
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -136,13 +137,14 @@ def load_image(path: Path) -> LoadedImage:
         return LoadedImage(error=f"{type(error).__name__}: {error}")
 
 
-def _check_plan(stream_dir: Path, plan: dict) -> None:
+def _check_plan(stream_dir: StreamLocation, plan: dict) -> None:
     """Refuse to resume into a stream that was prepared from a different source or seed (reads only)."""
     path = stream_dir / PLAN_FILE
-    if not os.path.lexists(path):
+    raw = read_stream_file(stream_dir, PLAN_FILE, "prepare plan", MAX_PLAN_BYTES)
+    if raw is None:
         return
     try:
-        previous = json.loads(read_regular(path, "prepare plan", MAX_PLAN_BYTES))
+        previous = json.loads(raw)
     except (ValueError, RecursionError) as error:
         raise ShardError(f"{path}: corrupt prepare plan ({type(error).__name__}); it records the source and seed the "
                          "stream was prepared from: restore it, or prepare into a new output directory") from None
@@ -153,11 +155,16 @@ def _check_plan(stream_dir: Path, plan: dict) -> None:
         )
 
 
-def _check_output(source: Path, out: Path, stream_dir: Path) -> None:
-    """The output is a directory (or can become one) outside the source tree.
+def _check_output(source: Path, out: StreamLocation, stream_dir: StreamLocation) -> None:
+    """The output is a directory (or can become one) outside the source tree, or a bucket that answers.
 
     Inside the source, the stream directory would be read as a class folder on the next run.
     """
+    if isinstance(out, S3Url):
+        from shards.storage import S3Store
+
+        S3Store(out).check_bucket()
+        return
     if out.exists() and not out.is_dir():
         raise ShardError(f"{out}: output is not a directory")
     if stream_dir.resolve().is_relative_to(source.resolve()):
@@ -166,17 +173,18 @@ def _check_output(source: Path, out: Path, stream_dir: Path) -> None:
 
 
 class _StreamOutput:
-    """What prepare writes into the stream directory, created at the first sample to commit.
+    """What prepare writes into the stream directory (or ``s3://`` prefix), created at the first sample to commit.
 
     Until then skipped files and finished units wait in memory, so a source whose every image is
     unreadable leaves nothing behind. Once open: the plan (kept if present), the class list, the
-    shard writer and the skipped-files log, in that order.
+    shard writer; the skipped-files log (what earlier runs logged, then this run's) is written
+    whole at the end of every unit and at the end, as an object store has no append.
     """
 
-    def __init__(self, stream_dir: Path, plan: dict, classes: dict[str, int], writer_args: tuple):
+    def __init__(self, stream_dir: StreamLocation, plan: dict, classes: dict[str, int], writer_args: tuple):
         self.stream_dir, self.plan, self.classes, self.writer_args = stream_dir, plan, classes, writer_args
         self.writer: ShardWriter | None = None
-        self.skipped_log: TextIO | None = None
+        self.skipped_log: bytes | None = None
         self.pending_skipped: list[dict[str, str]] = []
         self.pending_units: list[str] = []
 
@@ -184,29 +192,31 @@ class _StreamOutput:
         if self.writer is not None:
             return
         try:
-            self.stream_dir.mkdir(parents=True, exist_ok=True)
-            if not (self.stream_dir / PLAN_FILE).exists():
-                write_durably(self.stream_dir / PLAN_FILE, (json.dumps(self.plan, indent=1) + "\n").encode())
-            write_durably(self.stream_dir / CLASSES_FILE, (json.dumps(self.classes, indent=1) + "\n").encode())
+            if read_stream_file(self.stream_dir, PLAN_FILE, "prepare plan", MAX_PLAN_BYTES) is None:
+                write_stream_file(self.stream_dir, PLAN_FILE, (json.dumps(self.plan, indent=1) + "\n").encode())
+            write_stream_file(self.stream_dir, CLASSES_FILE, (json.dumps(self.classes, indent=1) + "\n").encode())
             self.writer = ShardWriter(self.stream_dir, *self.writer_args)
-            self.skipped_log = open(self.stream_dir / SKIPPED_FILE, "a")
+            self.skipped_log = read_stream_file(self.stream_dir, SKIPPED_FILE, "skipped-files log", MAX_SKIPPED_LOG_BYTES) or b""
         except OSError as error:
             raise ShardError(f"{error.filename or self.stream_dir}: cannot write the prepared stream ({error.strerror})") from None
         for unit in self.pending_units:
             self.writer.end_unit(unit)
-        for entry in self.pending_skipped:
-            self.skip(entry)
-        self.pending_units, self.pending_skipped = [], []
+        self.pending_units = []
+        self._save_skipped()
 
     @property
     def pending(self) -> bool:
         return bool(self.pending_units or self.pending_skipped)
 
     def skip(self, entry: dict[str, str]) -> None:
-        if self.skipped_log is None:
-            self.pending_skipped.append(entry)
-        else:
-            self.skipped_log.write(json.dumps(entry) + "\n")
+        self.pending_skipped.append(entry)
+
+    def _save_skipped(self) -> None:
+        if self.skipped_log is None or not self.pending_skipped:
+            return
+        self.skipped_log += b"".join((json.dumps(entry) + "\n").encode() for entry in self.pending_skipped)
+        write_stream_file(self.stream_dir, SKIPPED_FILE, self.skipped_log)
+        self.pending_skipped = []
 
     def write(self, sample: dict, unit: str) -> None:
         self.open()
@@ -217,13 +227,13 @@ class _StreamOutput:
             self.pending_units.append(unit)
         else:
             self.writer.end_unit(unit)
+            self._save_skipped()
 
     def __enter__(self) -> "_StreamOutput":
         return self
 
     def __exit__(self, exc_type, exc_value, traceback) -> None:
-        if self.skipped_log is not None:
-            self.skipped_log.close()
+        self._save_skipped()
         if self.writer is not None:
             self.writer.__exit__(exc_type, exc_value, traceback)
 
@@ -241,7 +251,7 @@ def _decoding_pool(workers: int) -> ProcessPoolExecutor | nullcontext:
 
 def prepare_imagefolder(
     source: Path,
-    out: Path,
+    out: "Path | S3Url | str",
     stream: str,
     seed: int = 0,
     unit_size: int = 1000,
@@ -255,7 +265,7 @@ def prepare_imagefolder(
 
     Args:
         source: directory with one subdirectory per class.
-        out: store root; the stream lands in ``out/stream``.
+        out: store root, a directory or ``s3://BUCKET/PREFIX``; the stream lands in ``out/stream``.
         stream: stream name, e.g. ``original``.
         seed: shuffle seed (part of the plan: a rerun must use the same one).
         unit_size: images per work unit (the resume granularity).
@@ -268,7 +278,7 @@ def prepare_imagefolder(
         A PrepareReport.
     """
     check_name_part(stream, "stream")
-    source, out = Path(source), Path(out)
+    source, out = Path(source), stream_location(out)
     stream_dir = out / stream
     _check_output(source, out, stream_dir)
     images, classes = plan_images(source, seed)
@@ -277,7 +287,7 @@ def prepare_imagefolder(
     _check_plan(stream_dir, plan)
     config_hash = config_hash or hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:16]
     units = [images[start : start + unit_size] for start in range(0, len(images), unit_size)]
-    progress = Manifest(stream_dir).unit_progress()
+    progress = open_manifest(stream_dir).unit_progress()
     written = already = handled = 0
     first_error = ""
 
@@ -321,21 +331,20 @@ def prepare_imagefolder(
     return PrepareReport(written, already, read_skipped(stream_dir), len(units), classes)
 
 
-def read_skipped(stream_dir: Path) -> list[dict[str, str]]:
+def read_skipped(stream_dir: "StreamLocation | str") -> list[dict[str, str]]:
     """Files prepare could not read, once each (a resumed unit may list a file twice).
 
     Raises:
         ShardError: naming the log's line that is not a skipped-file record.
     """
-    path = Path(stream_dir) / SKIPPED_FILE
-    if not os.path.lexists(path):
-        return []
+    stream_dir = stream_location(stream_dir)
+    path = stream_dir / SKIPPED_FILE
     unique = {}
-    with open_regular(path, "skipped-files log") as handle:
-        for number, line in enumerate(handle, 1):
-            try:
-                entry = json.loads(line)
-                unique.setdefault(entry["path"], {"path": str(entry["path"]), "error": str(entry["error"])})
-            except (ValueError, TypeError, KeyError):
-                raise ShardError(f"{path}:{number}: not a skipped-file record ({{\"path\": ..., \"error\": ...}})") from None
+    log = read_stream_file(stream_dir, SKIPPED_FILE, "skipped-files log", MAX_SKIPPED_LOG_BYTES) or b""
+    for number, line in enumerate(log.splitlines(), 1):
+        try:
+            entry = json.loads(line)
+            unique.setdefault(entry["path"], {"path": str(entry["path"]), "error": str(entry["error"])})
+        except (ValueError, TypeError, KeyError):
+            raise ShardError(f"{path}:{number}: not a skipped-file record ({{\"path\": ..., \"error\": ...}})") from None
     return list(unique.values())

@@ -59,11 +59,14 @@ class SegmentManifest:
             records.extend(parse_line(line, f"{where}:{number}") for number, line in enumerate(data.splitlines(), 1))
         return records
 
+    def merged(self, keys: "list[str] | set[str]") -> list[ManifestRecord]:
+        """The records of the segments ``keys``, in commit order (a copied manifest's lines first, as they stand)."""
+        copied = [MANIFEST_NAME] if MANIFEST_NAME in keys else []
+        return self.read_segments(copied) + sorted(self.read_segments([key for key in keys if key != MANIFEST_NAME]), key=_commit_order)
+
     def records(self) -> list[ManifestRecord]:
         """Every committed record, in commit order (a copied manifest's lines first, as they stand)."""
-        keys = self.segment_keys()
-        copied = [key for key in keys if key == MANIFEST_NAME]
-        return self.read_segments(copied) + sorted(self.read_segments(keys[len(copied):]), key=_commit_order)
+        return self.merged(self.segment_keys())
 
     def shards(self) -> list[ManifestRecord]:
         return [record for record in self.records() if record.kind == "shard"]
@@ -98,10 +101,13 @@ class SegmentFollower:
     def poll_records(self) -> list[ManifestRecord]:
         """Records of the segments committed since the last poll, in commit order (one LIST, one GET per new segment)."""
         new = [key for key in self.manifest.segment_keys() if key not in self._seen]
-        copied = [key for key in new if key == MANIFEST_NAME]
-        records = self.manifest.read_segments(copied) + sorted(self.manifest.read_segments(new[len(copied):]), key=_commit_order)
+        records = self.manifest.merged(new)
         self._seen.update(new)  # only after every new segment parsed: a bad one is reported again
         return records
+
+    def seen_records(self) -> list[ManifestRecord]:
+        """Every record of the segments seen so far, in commit order (a copied manifest's lines first)."""
+        return self.manifest.merged(self._seen)
 
     def state_dict(self) -> dict[str, str]:
         return {"segments": json.dumps(sorted(self._seen))}

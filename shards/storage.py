@@ -14,16 +14,14 @@ Nothing here is cached across processes: a ``S3Store`` pickles as its URL and re
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
 import botocore.config
 import botocore.exceptions
 
-from shards.errors import ShardError
+from shards.locations import MissingObjectError, S3Url, StorageError
 
-SCHEME = "s3://"
 # Few retries and short timeouts: an unreachable endpoint is reported in seconds, not minutes.
 _CLIENT_CONFIG = botocore.config.Config(
     connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"}
@@ -32,57 +30,6 @@ _CREDENTIAL_CODES = {"SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenie
 _MISSING_BUCKET_CODES = {"NoSuchBucket"}
 _PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 _MISSING_KEY_CODES = {"NoSuchKey", "404"}
-
-
-def is_s3_url(root: object) -> bool:
-    """Whether a store root (a path or a string) names object storage rather than a directory."""
-    return isinstance(root, str) and root.startswith(SCHEME)
-
-
-class StorageError(ShardError):
-    """Object storage refused or could not be reached; the message names the URL and the fix."""
-
-
-@dataclass(frozen=True)
-class S3Url:
-    """``s3://bucket/prefix``: a bucket and a key prefix without leading or trailing slash."""
-
-    bucket: str
-    prefix: str = ""
-
-    @classmethod
-    def parse(cls, url: str) -> "S3Url":
-        """Split ``s3://bucket/a/b`` into bucket and prefix.
-
-        Raises:
-            StorageError: when the URL has no bucket or holds ``..`` or empty parts.
-        """
-        rest = url.removeprefix(SCHEME)
-        bucket, _, prefix = rest.partition("/")
-        prefix = prefix.strip("/")
-        parts = prefix.split("/") if prefix else []
-        if not bucket or any(part in ("", ".", "..") for part in parts):
-            raise StorageError(f"{url}: not an S3 store root (expected s3://BUCKET/PREFIX with no empty, '.' or '..' parts)")
-        return cls(bucket, prefix)
-
-    def join(self, *parts: str) -> "S3Url":
-        return S3Url(self.bucket, "/".join(part for part in (self.prefix, *parts) if part))
-
-    @property
-    def name(self) -> str:
-        """The last part of the prefix (a stream directory's stream name)."""
-        return self.prefix.rsplit("/", 1)[-1]
-
-    def with_name(self, name: str) -> "S3Url":
-        """The sibling object ``name`` (as ``Path.with_name``: a shard's index beside its tar)."""
-        parent = self.prefix.rpartition("/")[0]
-        return S3Url(self.bucket, f"{parent}/{name}" if parent else name)
-
-    def __str__(self) -> str:
-        return f"{SCHEME}{self.bucket}/{self.prefix}" if self.prefix else f"{SCHEME}{self.bucket}"
-
-    def __truediv__(self, part: str) -> "S3Url":
-        return self.join(part)
 
 
 def _code(error: botocore.exceptions.ClientError) -> str:
@@ -153,7 +100,7 @@ class S3Store:
             yield
         except botocore.exceptions.ClientError as error:
             if _code(error) in _MISSING_KEY_CODES:
-                raise StorageError(f"{self.url.join(relative)}: {what} is missing") from None
+                raise MissingObjectError(f"{self.url.join(relative)}: {what} is missing") from None
             raise self._error(error, relative, f"reading the {what}") from None
         except botocore.exceptions.BotoCoreError as error:
             raise self._error(error, relative, f"reading the {what}") from None

@@ -7,19 +7,14 @@ functions, so the rest of the code never tests the URL scheme itself.
 from pathlib import Path
 
 from shards import reader
-from shards.manifest import Manifest, ManifestFollower, UnitTracker, UnitTrackerBase
+from shards.files import read_regular, write_durably
+from shards.locations import MissingObjectError, S3Url, StreamLocation, stream_location
+from shards.manifest import Manifest, ManifestFollower, ManifestRecord, UnitTracker, UnitTrackerBase
+from shards.mirror import s3_stream_urls
+from shards.names import index_file_name
 from shards.s3_reader import check_committed_s3_shards
 from shards.segments import SegmentFollower, SegmentManifest, SegmentUnitTracker
-from shards.storage import S3Url, is_s3_url
-
-StreamLocation = Path | S3Url
-
-
-def stream_location(value: "str | Path | S3Url") -> StreamLocation:
-    """A store root or stream directory as given in config: ``s3://...`` strings become S3Url, the rest Path."""
-    if isinstance(value, S3Url):
-        return value
-    return S3Url.parse(value) if is_s3_url(value) else Path(value)
+from shards.storage import S3Store
 
 
 def open_manifest(stream_dir: "str | Path | S3Url") -> Manifest | SegmentManifest:
@@ -50,3 +45,55 @@ def check_committed_shards(stream_dir: "str | Path | S3Url"):
     if isinstance(location, S3Url):
         return check_committed_s3_shards(location)
     return reader.check_committed_shards(location)
+
+
+def stream_locations(root: "str | Path | S3Url") -> list[StreamLocation]:
+    """The streams under a store root: itself if it is one, else its children (``reader.stream_dirs`` on either backend)."""
+    location = stream_location(root)
+    return s3_stream_urls(location) if isinstance(location, S3Url) else reader.stream_dirs(location)
+
+
+def read_stream_file(stream_dir: "str | Path | S3Url", name: str, what: str, max_bytes: int) -> bytes | None:
+    """A small file genint keeps beside a stream's shards (e.g. its generation plan); None if there is none.
+
+    Raises:
+        StoreFileError: locally, when it is no regular file or larger than ``max_bytes``.
+        StorageError: on object storage, when it is larger or cannot be read.
+    """
+    location = stream_location(stream_dir)
+    if isinstance(location, S3Url):
+        try:
+            return S3Store(location).get(name, what, max_bytes)
+        except MissingObjectError:
+            return None
+    if not (location / name).exists():
+        return None
+    return read_regular(location / name, what, max_bytes)
+
+
+def write_stream_file(stream_dir: "str | Path | S3Url", name: str, data: bytes) -> None:
+    """Write (or replace) a small file beside a stream's shards, whole: a durable rename locally, one PUT on object storage."""
+    location = stream_location(stream_dir)
+    if isinstance(location, S3Url):
+        S3Store(location).put(name, data)
+        return
+    location.mkdir(parents=True, exist_ok=True)
+    write_durably(location / name, data)
+
+
+def fetch_shard(stream_dir: "str | Path | S3Url", record: ManifestRecord, cache_dir: Path) -> Path:
+    """A local path of a committed shard's tar, its DALI index beside it: the stream's own file
+    locally, a copy downloaded into ``cache_dir`` (tar and index) from object storage.
+
+    The copy is checked by the caller like any local shard (``reader.check_shard``), so a shard
+    truncated or replaced on the store is refused the same way.
+    """
+    location = stream_location(stream_dir)
+    if not isinstance(location, S3Url):
+        return location / record.name
+    store = S3Store(location)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # A missing or unreadable object raises StorageError (a ShardError): the caller counts the shard as damaged.
+    store.download(record.name, cache_dir / record.name, "shard")
+    store.download(index_file_name(record.name), cache_dir / index_file_name(record.name), "DALI index")
+    return cache_dir / record.name

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from cluster.config import JobConfig
 from cluster.examples import write_digits_imagefolder
+from shards.locations import S3Url
 from shards.manifest import Manifest
+from shards.mirror import mirrored_store
 from shards.reader import committed_shards, iter_samples
 from shards.verify import verify_store
 from tests.datagen_helpers import save_tiny_biggan
@@ -26,14 +28,16 @@ def job_assets(root: Path) -> tuple[Path, Path, Path]:
     return digits, weights, directions
 
 
-def tiny_job(assets: tuple[Path, Path, Path], output_dir: Path, name: str, seeds_per_class: int,
-             interventional: dict, train: dict, datagen: dict | None = None) -> JobConfig:
-    """A job generating ``CLASSES * seeds_per_class * 2`` images and training on original + interventional."""
+def tiny_job(assets: tuple[Path, Path, Path], output_dir: "Path | str", name: str, seeds_per_class: int,
+             interventional: dict, train: dict, datagen: dict | None = None, shards_root: str | None = None) -> JobConfig:
+    """A job generating ``CLASSES * seeds_per_class * 2`` images and training on original + interventional
+    (its store under ``output_dir``, or at ``shards_root``, e.g. an ``s3://`` prefix)."""
     digits, weights, directions = assets
     return JobConfig.model_validate({
         "name": name,
         "output_dir": str(output_dir),
-        "shards": {"max_samples_per_shard": 20, "prepare": {"original": {"source": str(digits), "unit_size": 900}}},
+        "shards": {"max_samples_per_shard": 20, "prepare": {"original": {"source": str(digits), "unit_size": 900}},
+                   **({"root": shards_root} if shards_root else {})},
         "datagen": {
             "actors": 1, "device": "cpu", "generator": {"weights": str(weights)}, "directions": {"path": str(directions)},
             "strategy": {"kind": "intervention", "truncation": 0.5, "top_k": 4, "components_per_seed": IMAGES_PER_SEED,
@@ -58,8 +62,14 @@ def wait_for(condition: Callable[[], object], what: str, timeout_s: float = 600)
     return value
 
 
-def assert_store_exact(store_dir: Path, stream: str = "interventional", planned: int | None = None) -> list[str]:
-    """The store verifies, the stream's keys are unique (and ``planned`` many); returns the keys."""
+def assert_store_exact(store_dir: "Path | S3Url", stream: str = "interventional", planned: int | None = None) -> list[str]:
+    """The store verifies, the stream's keys are unique (and ``planned`` many); returns the keys.
+
+    A store on object storage is checked on a local copy (``shards.mirror``), by the same code.
+    """
+    if isinstance(store_dir, S3Url):
+        with mirrored_store(store_dir) as copy:
+            return assert_store_exact(copy.root, stream, planned)
     findings, _ = verify_store(store_dir)
     assert not [finding for finding in findings if finding.is_problem], findings
     keys = [sample["__key__"] for sample in iter_samples([path for path, _ in committed_shards(store_dir / stream)])]

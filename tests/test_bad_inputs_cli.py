@@ -105,8 +105,6 @@ CASES = [
              "--workers: must be a whole number from 1"),
     BadInput("prepare-negative-seed", ["prepare", "src", "out", "--stream", "original", "--seed", "-1"], 2,
              "--seed: must be a whole number from 0"),
-    BadInput("prepare-to-a-bucket", ["prepare", "src", "s3://bucket/store", "--stream", "original"], 2,
-             "out: must be a local directory (got s3://bucket/store): prepare does not write to s3:// yet"),
     BadInput("imagenet-c-bad-severity", ["imagenet-c", "build", "src", "out", "--severities", "0,9"], 2,
              "--severities: must be comma-separated severities from 1 to 5"),
     BadInput("imagenet-c-unknown-corruption", ["imagenet-c", "build", "src", "out", "--corruptions", "fog,rain"], 2,

@@ -245,7 +245,7 @@ def test_bad_input(case, tmp_path, monkeypatch, capsys):
 
 # s3:// store roots, against the session's SeaweedFS (tests/s3_server.py); "genint-bad-inputs" is
 # an existing empty bucket. A prefix holding another job's manifest is refused by the writer:
-# tests/test_s3_store.py (no CLI verb writes to a bucket yet).
+# tests/test_s3_store.py.
 S3_STORE = "s3://genint-bad-inputs/store"
 S3_CASES = [
     BadInput("verify-s3-unreachable-endpoint", ["shards", "verify", S3_STORE], 1,
@@ -260,6 +260,8 @@ S3_CASES = [
              "refused the credentials", env={"AWS_SECRET_ACCESS_KEY": "not-the-secret"}),
     BadInput("verify-s3-url-with-dotdot", ["shards", "verify", "s3://genint-bad-inputs/a/../b"], 1,
              "s3://genint-bad-inputs/a/../b: not an S3 store root"),
+    BadInput("prepare-to-a-missing-bucket", ["prepare", "src", "s3://genint-no-such-bucket/store", "--stream", "original"], 1,
+             "s3://genint-no-such-bucket/store: bucket 'genint-no-such-bucket' does not exist"),
 ]
 
 

@@ -13,11 +13,14 @@ from PIL import Image
 
 from cluster.config import load_config
 from cluster.generation import train_generator
+from cluster.run import prepare_generator
+from datagen.directions import load_directions
 from datagen.errors import DatagenError
 from datagen.generators.cvae import load_cvae
 from datagen.generators.cvae_config import CvaeArchitecture, CvaeTrainConfig
 from datagen.generators.cvae_training import load_stream_images, train_cvae
 from experiments.colored_digits.painter import BACKGROUND_COLOURS, coloured_digits
+from shards.writer import ShardWriter
 
 IMAGE_SIZE = 16
 # Small enough to train in a few seconds on 2 shared cores; lr 1e-2 gets the latent to stop
@@ -145,3 +148,36 @@ def test_classes_beyond_the_architecture_train_once_the_advice_is_applied(tmp_pa
     assert advised == "datagen.generator.train.model.num_classes"
     destination = train_generator(load_config(job, [f"{advised}=3"]))
     assert load_cvae(destination).num_classes == 3
+
+
+def test_a_job_trains_its_generator_again_when_its_settings_or_shards_change(tmp_path: Path):
+    """`prepare_generator` reuses a generator genint trained only while its training fingerprint
+    (settings and the training stream's shards) is the job's; directions at their default path follow it."""
+    stream = tmp_path / "out" / "shards" / "original"
+    write_stream(stream, 6)
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump({"name": "cvae", "output_dir": str(tmp_path / "out"), "datagen": {
+        "generator": {"kind": "cvae", "train": {"model": {"num_classes": 3, "image_size": 8, "hidden_dim": 8}, "epochs": 1}},
+        "directions": {"samples": 200, "components": 2, "batch_size": 100, "regression_samples": 100}}}))
+    generator_dir, directions = tmp_path / "out" / "generator", tmp_path / "out" / "directions.npz"
+
+    def ids(overrides: list[str]) -> tuple[str, str]:
+        prepare_generator(load_config(job, overrides))
+        return load_cvae(generator_dir).generator_id, load_directions(directions).generator_id
+
+    first, first_directions = ids([])
+    assert first_directions == first
+    assert ids([]) == (first, first)  # unchanged settings and shards: reused
+    second, second_directions = ids(["datagen.generator.train.epochs=2"])
+    assert second != first and second_directions == second
+    with ShardWriter(stream, "original", "w1", "testhash", max_samples=7) as writer:
+        writer.write(make_sample(100))
+    third, third_directions = ids(["datagen.generator.train.epochs=2"])
+    assert third not in (first, second) and third_directions == third
+    # A generator directory without genint's training record is not genint's to retrain.
+    (generator_dir / "training.json").unlink()
+    assert ids(["datagen.generator.train.epochs=3"]) == (third, third)
+    (generator_dir / "training.json").write_text("[1, 2]")
+    with pytest.raises(DatagenError, match="training.json: not a genint training record") as caught:
+        prepare_generator(load_config(job))
+    assert "\n" not in str(caught.value)

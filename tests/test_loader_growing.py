@@ -1,4 +1,5 @@
-"""Growing streams: shards committed after the source started are read, and when_short policies."""
+"""Growing streams: shards committed after the source started are read, and when_short policies;
+rank split and resume on both backends (a directory, a prefix on the session's SeaweedFS)."""
 
 import threading
 import time
@@ -21,9 +22,20 @@ def growing_source(stream_dir, batch_size=4, rank=0, world_size=1, **stream):
 
 
 @pytest.fixture
-def writer(tmp_path):
-    with ShardWriter(tmp_path, "s", "gen0", "testhash", max_samples=4) as open_writer:
+def location(request, tmp_path):
+    """The stream: ``tmp_path`` itself, or (``indirect`` param "s3") a prefix in a new bucket."""
+    if getattr(request, "param", "local") == "local":
+        return tmp_path
+    return f"s3://{request.getfixturevalue('seaweedfs').new_bucket()}/job/s"
+
+
+@pytest.fixture
+def writer(location):
+    with ShardWriter(location, "s", "gen0", "testhash", max_samples=4) as open_writer:
         yield open_writer
+
+
+both_backends = pytest.mark.parametrize("location", ["local", "s3"], indirect=True)
 
 
 def test_shards_committed_after_start_are_read(tmp_path, writer):
@@ -76,26 +88,28 @@ def test_backlog_counts_committed_unread_samples(tmp_path, writer):
     assert loader_source.stats.backlog == 7 and loader_source.stats.extra["committed_samples"] == 10
 
 
-def test_ranks_take_alternate_shards(tmp_path, writer):
-    write_solid(tmp_path, range(1, 33, 2), writer)  # 4 shards of 4
+@both_backends
+def test_ranks_take_alternate_shards(location, writer):
+    write_solid(location, range(1, 33, 2), writer)  # 4 shards of 4
     parts = []
     for rank in range(2):
-        part = growing_source(tmp_path, batch_size=4, rank=rank, world_size=2, when_short="skip")
+        part = growing_source(location, batch_size=4, rank=rank, world_size=2, when_short="skip")
         parts.append({index for _ in range(2) for index, _ in decoded(part.next_batch())})
         assert part.next_batch() is None
     assert parts[0].isdisjoint(parts[1]) and parts[0] | parts[1] == set(range(1, 33, 2))
 
 
-def test_state_dict_resumes_at_the_same_position(tmp_path, writer):
-    write_solid(tmp_path, range(1, 25, 2), writer)
-    uninterrupted = growing_source(tmp_path, batch_size=3, augment="additional", when_short="reuse")
-    interrupted = growing_source(tmp_path, batch_size=3, augment="additional", when_short="reuse")
+@both_backends
+def test_state_dict_resumes_at_the_same_position(location, writer):
+    write_solid(location, range(1, 25, 2), writer)
+    uninterrupted = growing_source(location, batch_size=3, augment="additional", when_short="reuse")
+    interrupted = growing_source(location, batch_size=3, augment="additional", when_short="reuse")
     for _ in range(2):
         uninterrupted.next_batch(), interrupted.next_batch()
     state = interrupted.state_dict()
     interrupted.close()
-    write_solid(tmp_path, range(25, 33, 2), writer)  # commits after the save are still picked up
-    resumed = growing_source(tmp_path, batch_size=3, augment="additional", when_short="reuse")
+    write_solid(location, range(25, 33, 2), writer)  # commits after the save are still picked up
+    resumed = growing_source(location, batch_size=3, augment="additional", when_short="reuse")
     resumed.load_state_dict(state)
     for _ in range(5):
         expected, got = uninterrupted.next_batch(), resumed.next_batch()

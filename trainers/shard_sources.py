@@ -4,7 +4,8 @@ from pathlib import Path
 
 import torch
 
-from shards.manifest import Manifest
+from shards.locations import S3Url, stream_location
+from shards.stores import open_manifest
 from trainers.config import StreamConfig, TrainConfig
 from trainers.data.config import LoaderConfig
 from trainers.data.source import DaliBatchSource, build_batch_source
@@ -13,14 +14,14 @@ from trainers.data.source import DaliBatchSource, build_batch_source
 class ShardSourceFactory:
     """Builds each read stream's DALI source from ``store_dir/<stream>`` (picklable, for Ray workers)."""
 
-    def __init__(self, store_dir: Path, loader: LoaderConfig, seed: int, growing: frozenset[str] = frozenset()) -> None:
+    def __init__(self, store_dir: "Path | S3Url", loader: LoaderConfig, seed: int, growing: frozenset[str] = frozenset()) -> None:
         """Args:
-        store_dir: the shard store root, one subdirectory per stream.
+        store_dir: the shard store root, one subdirectory (or ``s3://`` prefix) per stream.
         loader: decode, augmentation and bad-sample settings (``train.data``).
         seed: the run's seed (``train.seed``).
         growing: streams datagen may still be writing; they are followed through the manifest.
         """
-        self.store_dir, self.loader, self.seed, self.growing = Path(store_dir), loader, seed, frozenset(growing)
+        self.store_dir, self.loader, self.seed, self.growing = stream_location(store_dir), loader, seed, frozenset(growing)
 
     def __call__(self, stream: str, config: StreamConfig, rank: int, world_size: int, device: torch.device) -> DaliBatchSource:
         return build_batch_source(
@@ -28,7 +29,7 @@ class ShardSourceFactory:
         )
 
 
-def with_epoch_length(config: TrainConfig, store_dir: Path, stream: str = "original") -> TrainConfig:
+def with_epoch_length(config: TrainConfig, store_dir: "Path | S3Url", stream: str = "original") -> TrainConfig:
     """``config`` with ``steps_per_epoch`` measured from ``stream``'s manifest when it is unset.
 
     An epoch is one pass of every rank over ``stream``'s committed samples (the static stream the
@@ -36,6 +37,6 @@ def with_epoch_length(config: TrainConfig, store_dir: Path, stream: str = "origi
     """
     if config.steps_per_epoch is not None or stream not in config.active_streams:
         return config
-    samples = sum(record.samples for record in Manifest(Path(store_dir) / stream).shards())
+    samples = sum(record.samples for record in open_manifest(stream_location(store_dir) / stream).shards())
     per_step = config.streams[stream].batch_size * config.workers
     return config.model_copy(update={"steps_per_epoch": max(1, samples // per_step)})

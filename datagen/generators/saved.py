@@ -1,6 +1,8 @@
 """A trained generator on disk, shared by the CVAE and the CGN: a directory with ``config.json``
 (which generator, its architecture) and ``pytorch_model.bin`` (a plain state_dict, read with
 ``torch.load(weights_only=True)`` so no pickled object ever runs), and an id from the weights' hash.
+A generator genint trained also holds ``training.json``: the fingerprint of what it was trained
+with and on, so a job whose settings or data changed trains it again instead of reusing it.
 """
 
 import hashlib
@@ -18,6 +20,9 @@ from shards.files import write_durably, write_durably_with
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "pytorch_model.bin"
+TRAINING_RECORD_NAME = "training.json"
+# Recorded while a generator's files are being replaced: it matches no fingerprint.
+INCOMPLETE_TRAINING = "incomplete"
 
 Architecture = TypeVar("Architecture", bound=BaseModel)
 
@@ -43,6 +48,31 @@ def save_generator_files(directory: Path, kind: str, architecture: BaseModel, mo
     weights = {name: tensor.cpu() for name, tensor in model.state_dict().items()}
     write_durably_with(directory / WEIGHTS_NAME, lambda handle: torch.save(weights, handle))
     write_durably(directory / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
+
+
+def write_training_record(directory: Path, fingerprint: str) -> None:
+    """Record beside a generator genint trained the fingerprint of its training (settings and data)."""
+    write_durably(Path(directory) / TRAINING_RECORD_NAME, (json.dumps({"training_sha256": fingerprint}) + "\n").encode())
+
+
+def read_training_record(directory: Path) -> str | None:
+    """The training fingerprint recorded beside a saved generator; None when there is none (weights
+    genint did not train, or trained before records existed).
+
+    Raises:
+        DatagenError: a record that is not one genint writes, naming the file.
+    """
+    path = Path(directory) / TRAINING_RECORD_NAME
+    if not path.exists():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatagenError(f"{path}: cannot read the generator's training record ({first_line(error)})") from None
+    fingerprint = record.get("training_sha256") if isinstance(record, dict) else None
+    if not isinstance(fingerprint, str):
+        raise DatagenError(f"{path}: not a genint training record (expected {{\"training_sha256\": \"...\"}})")
+    return fingerprint
 
 
 def read_architecture(path: Path, kind: str, label: str, model: type[Architecture]) -> Architecture:

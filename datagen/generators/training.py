@@ -1,5 +1,7 @@
 """`genint generator train`: fit the configured generator kind on a shard stream."""
 
+import hashlib
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,6 +19,20 @@ KIND_NAMES = {"cvae": "CVAE", "cgn": "CGN"}
 def training_epochs(config: GeneratorConfig) -> int:
     """Epochs the configured generator trains for (a progress bar's total)."""
     return config.cgn_train.epochs if config.kind == "cgn" else config.train.epochs
+
+
+def training_fingerprint(config: GeneratorConfig, stream_shards: list[tuple[str, str]]) -> str:
+    """sha256 of what a generator genint trains is made from: its kind, its training settings (less
+    the thread count, which does not change the weights) and the committed shards it trains on.
+
+    Args:
+        config: the job's ``datagen.generator``.
+        stream_shards: (name, sha256) of each committed shard of the training stream, in commit order.
+    """
+    settings = config.cgn_train if config.kind == "cgn" else config.train
+    payload = {"kind": config.kind, "settings": settings.model_dump(mode="json", exclude={"threads"}),
+               "train_stream": config.train_stream, "shards": stream_shards}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def train_from_stream(config: GeneratorConfig, stream_dir: Path, on_progress: Callable[[int, float], None] | None = None) -> Generator:

@@ -8,7 +8,13 @@ would also drop the reader's shuffle buffer and prefetch queue), and the reading
 plain data (per-shard counts) that saves and restores exactly. Reading is one ``pread`` per
 member; the cost that matters, decoding, stays in DALI.
 
-Shard i in commit order belongs to rank ``i % world_size``, so ranks read disjoint data.
+Shard i in commit order belongs to rank ``i % world_size``, so ranks read disjoint data. On object
+storage the merged order of the writers' manifest segments is not append-only (a segment that
+commits late can carry an earlier time than one already read), so there a shard's slot is its own
+(writer, seq) instead, the same whichever order a rank happens to see segments in: each writer's
+shards go round-robin over the ranks. Each shard a rank owns is downloaded whole (tar and index)
+into a temp directory when it is taken in, then checked and read as a local shard; the directory
+goes when the reader does.
 Within a rank, each draw picks a shard with probability proportional to its unread samples
 and takes that shard's next sample in a fixed per-shard permutation: shards written by one
 generator often hold a single class, and this mixes classes across the whole backlog. A batch's
@@ -25,6 +31,8 @@ rest of the shards it now owns (``load_rescaled_state_dicts``).
 """
 
 import os
+import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -34,8 +42,10 @@ import numpy as np
 from shards.errors import ShardError
 from shards.files import open_regular
 from shards.index import IndexMember, image_and_class
-from shards.manifest import Manifest, ManifestFollower, ManifestRecord
+from shards.locations import S3Url, StreamLocation, stream_location
+from shards.manifest import ManifestRecord
 from shards.reader import DamagedShard, check_shard
+from shards.stores import fetch_shard, open_follower
 from trainers.data.decode import UNREADABLE_LABEL, EncodedSample, read_label
 
 
@@ -77,19 +87,22 @@ class GrowingReader:
     """Encoded samples of one rank's part of a stream whose manifest is still growing.
 
     Args:
-        stream_dir: the stream's directory.
+        stream_dir: the stream's directory, or its ``s3://`` prefix.
         rank, world_size: this reader's shards are those at commit position ``rank`` modulo
             ``world_size``.
         seed: the stream's seed, the same on every rank: it fixes each shard's sample order, and
             with the rank this reader's draw order.
     """
 
-    def __init__(self, stream_dir: Path, rank: int, world_size: int, seed: int):
-        self.stream_dir = Path(stream_dir)
+    def __init__(self, stream_dir: "StreamLocation | str", rank: int, world_size: int, seed: int):
+        self.stream_dir = stream_location(stream_dir)
         self.rank = rank
         self.world_size = world_size
         self.seed = seed
-        self._follower = ManifestFollower(self.stream_dir)
+        self._on_object_storage = isinstance(self.stream_dir, S3Url)
+        # Removed when the reader is garbage-collected (or the process exits).
+        self._cache = tempfile.TemporaryDirectory(prefix="genint-growing-") if self._on_object_storage else None
+        self._follower = open_follower(self.stream_dir)
         self._shards_seen = 0
         self._shards: list[_Shard] = []
         self._active: list[_Shard] = []  # own shards with unread samples, in commit order
@@ -99,19 +112,26 @@ class GrowingReader:
         self._files: dict[Path, BinaryIO] = {}
         self.damaged: list[DamagedShard] = []  # this rank's committed shards the reader checks refused
 
+    def _slot(self, record: ManifestRecord, position: int) -> list[int]:
+        """The shard's place in the stream, free of any rank (see the module doc): its commit position,
+        or on object storage its writer and sequence number."""
+        if self._on_object_storage:
+            return [zlib.crc32(record.writer.encode()), record.seq]
+        return [position]
+
     def _add(self, record: ManifestRecord) -> None:
-        position = self._shards_seen
+        slot = self._slot(record, self._shards_seen)
         self._shards_seen += 1
-        if position % self.world_size != self.rank:
+        if sum(slot) % self.world_size != self.rank:
             return
-        path = self.stream_dir / record.name
         try:
+            path = fetch_shard(self.stream_dir, record, Path(self._cache.name)) if self._cache else self.stream_dir / record.name
             samples = check_shard(path, record)
         except ShardError as error:
-            self.damaged.append(DamagedShard(path, record, str(error)))
+            self.damaged.append(DamagedShard(self.stream_dir / record.name, record, str(error)))
             return
         images, labels, keys = _locations(samples)
-        order = np.random.default_rng([self.seed, position]).permutation(len(keys))  # rank-free: see the module doc
+        order = np.random.default_rng([self.seed, *slot]).permutation(len(keys))  # rank-free: see the module doc
         shard = _Shard(record.name, path, images, labels, keys, order)
         self._shards.append(shard)
         self._committed += len(keys)
@@ -185,15 +205,15 @@ class GrowingReader:
 
     def state_dict(self) -> dict:
         return {
-            "manifest_offset": self._follower.offset,
+            "follower": self._follower.state_dict(),
             "shards_seen": self._shards_seen,
             "read": {shard.name: shard.read for shard in self._shards},
             "rng": self._rng.bit_generator.state,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Rebuild the shard list from the manifest up to the saved offset and restore the counts."""
-        self._rebuild(state["shards_seen"], state["manifest_offset"], state["read"])
+        """Rebuild the shard list from the manifest up to the saved position and restore the counts."""
+        self._rebuild(_follower_state(state), state["read"], keep_order=True)
         self._rng.bit_generator.state = state["rng"]
 
     def load_rescaled_state_dicts(self, states: list[dict]) -> None:
@@ -202,7 +222,8 @@ class GrowingReader:
         The old ranks read disjoint shards, so their per-shard read counts merge into one count per
         shard of the stream; this reader takes the shards it owns under its own rank and world size,
         each from the first sample no old rank read. The manifest position is the furthest old
-        rank's (a shard it saw that its old owner had not polled yet is simply unread); shards
+        rank's (a shard it saw that its old owner had not polled yet is simply unread; on object
+        storage a later listing holds every segment an earlier one did, so it is the largest); shards
         committed after that come in at the next ``poll``. The draw order starts afresh from the seed.
         """
         read: dict[str, int] = {}
@@ -210,19 +231,26 @@ class GrowingReader:
             read.update(state["read"])
         assert len(read) == sum(len(state["read"]) for state in states), "old ranks' shards overlap"
         furthest = max(states, key=lambda state: state["shards_seen"])
-        self._rebuild(furthest["shards_seen"], furthest["manifest_offset"], read)
+        self._rebuild(_follower_state(furthest), read)
         self._rng = np.random.default_rng([self.seed, self.rank])
 
-    def _rebuild(self, shards_seen: int, manifest_offset: int, read: dict[str, int]) -> None:
-        """Take in the manifest's first ``shards_seen`` shards, follow it from ``manifest_offset``
-        and set each own shard's read count (0 for a shard ``read`` does not name)."""
+    def _rebuild(self, follower_state: dict, read: dict[str, int], keep_order: bool = False) -> None:
+        """Take in the shards the manifest held at the saved follower position, follow it from there
+        and set each own shard's read count (0 for a shard ``read`` does not name); ``keep_order``
+        puts the shards back in the order ``read`` lists them (this rank's own, as it took them in)."""
         self.close()
-        self._follower = ManifestFollower(self.stream_dir)
+        self._follower = open_follower(self.stream_dir)
+        self._follower.load_state_dict(follower_state)
         self._shards_seen, self._shards, self.damaged = 0, [], []
         self._active, self._backlog, self._committed = [], 0, 0
-        for record in Manifest(self.stream_dir).shards()[:shards_seen]:
-            self._add(record)
-        self._follower.load_state_dict({"offset": manifest_offset})
+        for record in self._follower.seen_records():
+            if record.kind == "shard":
+                self._add(record)
+        if keep_order:
+            # On object storage the order a rank took shards in may differ from the merged commit
+            # order; restoring it makes the draws after a restore repeat exactly.
+            taken_in = {name: index for index, name in enumerate(read)}
+            self._shards.sort(key=lambda shard: taken_in.get(shard.name, len(taken_in)))
         for shard in self._shards:
             shard.read = read.get(shard.name, 0)
         self._active = [shard for shard in self._shards if shard.unread]
@@ -232,3 +260,8 @@ class GrowingReader:
         for handle in self._files.values():
             handle.close()
         self._files = {}
+
+
+def _follower_state(state: dict) -> dict:
+    """The saved manifest position (checkpoints written before object storage saved a bare offset)."""
+    return state["follower"] if "follower" in state else {"offset": state["manifest_offset"]}

@@ -10,6 +10,7 @@ import dataclasses
 import zlib
 from pathlib import Path
 
+from shards.locations import S3Url
 from trainers.batches import StreamBatch, StreamStats
 from trainers.config import StreamConfig
 from trainers.data.bad_data import bad_samples_error
@@ -123,7 +124,7 @@ def _stream_seed(seed: int, stream: str, rank: int) -> int:
 
 def build_batch_source(
     stream: str,
-    stream_dir: Path,
+    stream_dir: "Path | S3Url",
     stream_config: StreamConfig,
     loader: LoaderConfig,
     rank: int,
@@ -136,7 +137,7 @@ def build_batch_source(
 
     Args:
         stream: stream name (``original``, ``interventional``, ...).
-        stream_dir: the stream's directory (holds its manifest and shards).
+        stream_dir: the stream's directory or ``s3://`` prefix (holds its manifest and shards).
         stream_config: batch size, ``when_short`` policy, augmentation.
         loader: sizes, normalisation, threads, prefetch depth, bad-sample policy.
         rank, world_size: this trainer's part of the stream.

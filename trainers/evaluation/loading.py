@@ -18,7 +18,9 @@ from nvidia.dali.pipeline import DataNode
 from nvidia.dali.plugin.pytorch import feed_ndarray
 
 from shards.errors import ShardError
-from shards.reader import check_committed_shards, stream_dirs
+from shards.locations import S3Url, stream_location
+from shards.names import index_file_name
+from shards.stores import check_committed_shards, stream_locations
 from trainers.data.augment import decoder_device, eval_transform
 from trainers.data.decode import UNREADABLE_LABEL, read_label
 from trainers.errors import TrainError
@@ -46,8 +48,8 @@ class ImageFiles:
 class ShardFiles:
     """The committed shards of one or more shard streams; labels come from each sample's ``cls``."""
 
-    root: Path
-    shards: list[Path]
+    root: Path | S3Url
+    shards: list[Path | S3Url]
     shard_samples: list[int]
 
     @property
@@ -89,16 +91,18 @@ def image_files(root: Path, folder_labels: Mapping[str, int]) -> ImageFiles:
     return ImageFiles(root, files, labels)
 
 
-def shard_files(root: Path) -> ShardFiles:
-    """The committed shards of the stream at ``root`` (or of every stream directory under it).
+def shard_files(root: "Path | S3Url | str") -> ShardFiles:
+    """The committed shards of the stream at ``root`` (or of every stream directory under it), a
+    directory or an ``s3://`` prefix (DALI's webdataset reader then reads the objects itself).
 
     Raises:
         TrainError: if there is no manifest, a committed shard fails the store's reader checks
             (``shards.reader.check_shard``: the checks verify makes, without the hash), or nothing is committed.
     """
     committed = []
+    root = stream_location(root)
     try:
-        for stream in stream_dirs(root):
+        for stream in stream_locations(root):
             intact, damaged = check_committed_shards(stream)
             if damaged:
                 raise TrainError(f"eval shards: {damaged[0].reason}; not scored (run genint shards verify)")
@@ -136,7 +140,7 @@ def _read(source: ImageFiles | ShardFiles) -> tuple[DataNode, DataNode]:
         )
     return tuple(fn.readers.webdataset(
         paths=[str(path) for path in source.shards],
-        index_paths=[str(path.with_suffix(".idx")) for path in source.shards],
+        index_paths=[str(path.with_name(index_file_name(path.name))) for path in source.shards],
         ext=["jpg;png", "cls"],
         missing_component_behavior="error",
         random_shuffle=False,

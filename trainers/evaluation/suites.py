@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from shards.classes import class_indices
+from shards.locations import S3Url, stream_location
 from trainers.errors import TrainError
 from trainers.evaluation.config import EvalConfig
 from trainers.evaluation.loading import (
@@ -101,7 +102,7 @@ def _plan_imagefolder(data_dir: Path, config: EvalConfig) -> SuitePlan:
     return SuitePlan([_imagefolder(data_dir)], [])
 
 
-def _plan_shards(data_dir: Path, config: EvalConfig) -> SuitePlan:
+def _plan_shards(data_dir: "Path | S3Url", config: EvalConfig) -> SuitePlan:
     return SuitePlan([EvalSet("all", shard_files(data_dir))], [])
 
 
@@ -203,7 +204,7 @@ def _corruption_summary(subsets: list[SubsetResult]) -> tuple[dict[str, float], 
 def evaluate(
     model: torch.nn.Module,
     suite: str,
-    data_dir: Path,
+    data_dir: "Path | S3Url | str",
     config: EvalConfig | None = None,
     device: torch.device | str = "cpu",
 ) -> EvalResult:
@@ -212,7 +213,7 @@ def evaluate(
     Args:
         model: a classifier returning (N, num_classes) logits; it is moved to ``device`` and put in eval mode.
         suite: one of ``SUITES``.
-        data_dir: the suite's data directory.
+        data_dir: the suite's data directory (the ``shards`` suite also takes an ``s3://`` store or stream).
         config: transform and batching (defaults: resize 256, crop 224).
         device: where the model runs; CUDA also decodes on the GPU.
     Returns:
@@ -224,7 +225,9 @@ def evaluate(
         raise TrainError(f"unknown eval suite {suite!r} (choose one of: {', '.join(SUITES)})")
     config = config or EvalConfig()
     device = torch.device(device)
-    data_dir = Path(data_dir)
+    data_dir = stream_location(data_dir)
+    if isinstance(data_dir, S3Url) and suite != "shards":
+        raise TrainError(f"{data_dir}: the {suite} suite reads a local directory; only the shards suite reads s3://")
     plan = SUITES[suite](data_dir, config)
     model = model.to(device).eval()
     counters = [score_set(model, eval_set, config, device) for eval_set in plan.sets]
