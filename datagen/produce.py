@@ -23,8 +23,10 @@ from datagen.strategies import (
     counterfactual_specs,
     intervene,
     seed_specs,
+    with_partners,
 )
 from datagen.units import WorkUnit
+from shards.sample import partner_field
 
 
 @dataclass(frozen=True)
@@ -81,14 +83,18 @@ class UnitProducer:
     def _seed_specs(self, class_index: int, seed_index: int) -> list[SampleSpec]:
         if self.strategy.kind == "counterfactual":
             return counterfactual_specs(self.strategy, self.generator.num_classes, self.job_seed, class_index, seed_index)
-        return seed_specs(self.strategy, self.ranges, self.job_seed, class_index, seed_index)
+        specs = seed_specs(self.strategy, self.ranges, self.job_seed, class_index, seed_index)
+        if self.strategy.pairs is not None:
+            specs = with_partners(specs, self.strategy.pairs, self.generator.num_classes, self.job_seed)
+        return specs
 
-    def latents(self, specs: list[SampleSpec]) -> torch.Tensor:
-        """The (edited) latents of a batch of specs."""
+    def latents(self, specs: list[SampleSpec], partners: bool = False) -> torch.Tensor:
+        """The (edited) latents of a batch of specs, or of their partners (the same edit of the partner's latent)."""
         if self.strategy.kind == "counterfactual":
             seeds = torch.tensor([spec.mechanism_seeds for spec in specs], dtype=torch.int64)
             return self.generator.counterfactual_latents(seeds, self.strategy.truncation)
-        latents = self.generator.sample_latents([spec.latent_seed for spec in specs], self.strategy.truncation)
+        seeds = [spec.partner_latent_seed if partners else spec.latent_seed for spec in specs]
+        latents = self.generator.sample_latents(seeds, self.strategy.truncation)
         if self.strategy.kind == "observational":
             return latents
         # One component per image (the reference code's volume: m components per seed, one image each).
@@ -114,15 +120,17 @@ class UnitProducer:
         if spec.mechanism_classes:
             record["mechanism_classes"] = dict(zip(MECHANISMS, spec.mechanism_classes))
             record["mechanism_seeds"] = dict(zip(MECHANISMS, spec.mechanism_seeds))
+        if spec.partner_class is not None:
+            record["partner"] = {"kind": self.strategy.pairs.partner, "class": spec.partner_class, "latent_seed": spec.partner_latent_seed}
         return record
 
-    def images(self, specs: list[SampleSpec]) -> torch.Tensor:
-        """The images of a batch of specs (counterfactuals compose each mechanism's own class)."""
-        latents = self.latents(specs)
+    def images(self, specs: list[SampleSpec], partners: bool = False) -> torch.Tensor:
+        """The images of a batch of specs (counterfactuals compose each mechanism's own class), or of their partners."""
+        latents = self.latents(specs, partners)
         if self.strategy.kind == "counterfactual":
             classes = torch.tensor([spec.mechanism_classes for spec in specs], dtype=torch.int64)
             return self.generator.generate_counterfactuals(latents, classes)
-        classes = torch.tensor([spec.class_index for spec in specs])
+        classes = torch.tensor([spec.partner_class if partners else spec.class_index for spec in specs])
         return self.generator.generate(latents, classes, self.strategy.truncation)
 
     def samples(self, unit: WorkUnit, start: int = 0) -> Iterator[dict]:
@@ -130,10 +138,16 @@ class UnitProducer:
         specs = self.specs(unit)[start:]
         for first in range(0, len(specs), self.batch_size):
             batch = specs[first : first + self.batch_size]
-            for spec, image in zip(batch, self.images(batch)):
-                yield {
+            images = self.images(batch)
+            partners = self.images(batch, partners=True) if self.strategy.pairs is not None else [None] * len(batch)
+            for spec, image, partner in zip(batch, images, partners):
+                sample = {
                     "__key__": spec.key,
                     self.encoding.image_format: self.encoding.encode(image),
                     "cls": spec.class_index,
                     "json": self.provenance(spec, unit),
                 }
+                if partner is not None:
+                    sample[partner_field(self.encoding.image_format)] = self.encoding.encode(partner)
+                    sample[partner_field("cls")] = spec.partner_class
+                yield sample

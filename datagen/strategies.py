@@ -6,7 +6,7 @@ sample i is the same whichever actor makes it and however often it is remade.
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 
 import numpy as np
@@ -14,10 +14,12 @@ import torch
 
 from datagen.directions import Directions
 from datagen.errors import DatagenError
-from datagen.strategy_config import StrategyConfig
+from datagen.strategy_config import PairsConfig, StrategyConfig
 
 # The reference ranges were hand-tuned for this generator's top 60 directions.
 REFERENCE_RANGES_GENERATOR = "biggan-deep-256"
+# The partners' draws come from their own random stream, so adding pairs leaves every sample as it was.
+PAIRS_STREAM = 2
 
 
 @dataclass(frozen=True)
@@ -33,6 +35,9 @@ class SampleSpec:
     # A counterfactual's (shape, texture, background) classes and noise seeds; empty for other strategies.
     mechanism_classes: tuple[int, ...] = ()
     mechanism_seeds: tuple[int, ...] = ()
+    # A pair's partner: its class and latent seed (the sample's own for other_class pairs); None without pairs.
+    partner_class: int | None = None
+    partner_latent_seed: int | None = None
 
     @property
     def key(self) -> str:
@@ -115,6 +120,20 @@ def counterfactual_specs(strategy: StrategyConfig, num_classes: int, job_seed: i
                                 mechanism_classes=(class_index, texture_class, background_class),
                                 mechanism_seeds=(shape_seed, texture_seed, background_seed)))
     return specs
+
+
+def with_partners(specs: list[SampleSpec], pairs: PairsConfig, num_classes: int, job_seed: int) -> list[SampleSpec]:
+    """``specs`` with their counterfactual partners: a class other than the sample's, drawn uniformly, and for
+    ``random`` pairs an unrelated latent seed. A deterministic function of each spec and the job seed only."""
+    if num_classes < 2:
+        raise DatagenError(f"strategy pairs need a generator of at least 2 classes (it has {num_classes})")
+    paired = []
+    for spec in specs:
+        rng = np.random.default_rng([job_seed, spec.class_index, spec.seed_index, spec.slot, PAIRS_STREAM])
+        partner_class = (spec.class_index + 1 + int(rng.integers(num_classes - 1))) % num_classes
+        latent_seed = int(rng.integers(2**32)) if pairs.partner == "random" else spec.latent_seed
+        paired.append(replace(spec, partner_class=partner_class, partner_latent_seed=latent_seed))
+    return paired
 
 
 def intervene(latents: torch.Tensor, directions: torch.Tensor, offsets: torch.Tensor, latent_mean: torch.Tensor) -> torch.Tensor:

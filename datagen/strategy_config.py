@@ -71,6 +71,16 @@ def read_strategy_file(path: Path) -> dict:
     return settings
 
 
+class PairsConfig(BaseModel):
+    """Counterfactual pairs: every image is generated with a partner of another class (seed 002's pairs)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    partner: Literal["other_class", "random"] = Field(default="other_class", description=(
+        "other_class: the same (edited) latent with another class drawn uniformly; random: the control, an unrelated "
+        "latent (its own seed, the same edit) with another class"))
+
+
 class StrategyConfig(BaseModel):
     """A strategy: a preset name or a strategy file, optionally with fields overridden, or every field spelled out."""
 
@@ -98,6 +108,10 @@ class StrategyConfig(BaseModel):
     counterfactuals_per_shape: PositiveInt = Field(default=10, le=MAX_DIMENSIONS, description=(
         "counterfactual: images per shape seed, each with its own texture and background (class and noise); the paper: 10"))
 
+    pairs: PairsConfig | None = Field(default=None, exclude_if=lambda pairs: pairs is None, description=(  # unset: older configs keep their hashes
+        "give every image a counterfactual partner of another class (shards carry it as cf.<image> and cf.cls); "
+        "intervention and observational strategies"))
+
     @model_validator(mode="before")
     @classmethod
     def _expand_file_and_preset(cls, raw):
@@ -115,6 +129,8 @@ class StrategyConfig(BaseModel):
             raise ValueError(f"components_per_seed must be <= top_k (got {self.components_per_seed} > {self.top_k})")
         if self.offset_range is not None and self.offset_range[0] > self.offset_range[1]:
             raise ValueError(f"offset_range must be [low, high] (got {list(self.offset_range)})")
+        if self.pairs is not None and self.kind == "counterfactual":
+            raise ValueError("pairs needs kind intervention or observational (a CGN's shape-swap pairs are not built yet)")
         return self
 
     @property

@@ -17,8 +17,13 @@ from shards.errors import SampleError
 IMAGE_EXTENSIONS = ("jpg", "png")
 # A pair sample's partner: the same fields under "cf." (WebDataset and DALI split a member's name at its
 # first dot, so "key.cf.png" is the field "cf.png" of sample "key").
-PARTNER_IMAGE_EXTENSIONS = ("cf.jpg", "cf.png")
-PARTNER_CLASS = "cf.cls"
+def partner_field(field: str) -> str:
+    """The name of a partner's field: ``cf.`` and the sample's field of the same kind (``png``, ``cls``)."""
+    return f"cf.{field}"
+
+
+PARTNER_IMAGE_EXTENSIONS = tuple(partner_field(ext) for ext in IMAGE_EXTENSIONS)
+PARTNER_CLASS = partner_field("cls")
 ALLOWED_FIELDS = frozenset({"__key__", "cls", "json", *IMAGE_EXTENSIONS, *PARTNER_IMAGE_EXTENSIONS, PARTNER_CLASS})
 # 90 characters keeps "key.json" under USTAR's 100-byte name limit, so every tar member has
 # exactly one 512-byte header (the index writer relies on that).

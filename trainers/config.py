@@ -18,7 +18,7 @@ from pydantic import (
 
 from shards.config import StreamName
 from trainers.alignment import Alignment
-from trainers.causal_variables import CAUSAL_VARIABLES
+from trainers.causal_variables import CAUSAL_OUTPUT_CLASSES, CAUSAL_VARIABLES
 from trainers.data.config import LoaderConfig
 from trainers.limits import (
     MAX_BATCH_SIZE,
@@ -47,11 +47,14 @@ class StreamConfig(BaseModel):
         default="wait", description="what a step does when a growing stream has too little data"
     )
     wait_timeout_s: PositiveFloat = Field(default=600.0, le=MAX_TIMEOUT_S)
-    augment: Literal["standard", "additional"] = Field(
-        default="standard", description="standard: random-resized crop + flip; additional: also rotation and colour jitter"
+    augment: Literal["standard", "additional", "none"] = Field(
+        default="standard", description="standard: random-resized crop + flip; additional: also rotation and colour jitter; "
+        "none: decode and resize only (images whose layout carries meaning, e.g. pointer-value grids)"
     )
+    # exclude_if: left out of the resolved config while unset, so configs from before pairs keep their hashes.
     pairs: bool = Field(
-        default=False, description="every sample carries its counterfactual partner: a batch holds batch_size samples and their partners"
+        default=False, exclude_if=lambda pairs: not pairs,
+        description="every sample carries its counterfactual partner: a batch holds batch_size samples and their partners",
     )
 
 
@@ -80,7 +83,9 @@ class ObjectiveConfig(BaseModel):
         default=True, description="interchange_intervention: also swap between variables of one type (the seed's Eqn. 7); false: same variable only"
     )
     iit_weight: NonNegativeFloat = Field(default=1.0, description="interchange_intervention: weight of the IIT loss")
-    gs_lambda: NonNegativeFloat = Field(default=1.0, description="gradient_supervision: lambda, the weight of L_GS (the seed: 0.01 .. 20)")
+    gs_lambda: NonNegativeFloat = Field(  # left out while at its default, so older configs keep their hashes
+        default=1.0, exclude_if=lambda value: value == 1.0, description="gradient_supervision: lambda, the weight of L_GS (the seed: 0.01 .. 20)"
+    )
 
     @field_validator("causal_model")
     @classmethod
@@ -189,6 +194,23 @@ class TrainConfig(BaseModel):
             raise ValueError(f"objective.name gradient_supervision needs counterfactual pairs: set pairs: true on a stream of "
                              f"train.streams ({', '.join(self.active_streams)})")
         return self
+
+    @model_validator(mode="after")
+    def _classes_fit_the_causal_model(self) -> "TrainConfig":
+        objective = self.objective
+        classes = CAUSAL_OUTPUT_CLASSES[objective.causal_model]
+        if objective.name == "interchange_intervention" and self.num_classes != classes:
+            raise ValueError(f"num_classes must be {classes}, the outputs of causal model {objective.causal_model} "
+                             f"(got {self.num_classes})")
+        return self
+
+    @property
+    def causal_variables(self) -> tuple[str, ...]:
+        """The causal variables every batch must carry (read from the samples' json): the causal model's under
+        interchange interventions, none otherwise."""
+        if self.objective.name != "interchange_intervention":
+            return ()
+        return CAUSAL_VARIABLES[self.objective.causal_model]
 
     @property
     def active_streams(self) -> dict[str, StreamConfig]:
