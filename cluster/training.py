@@ -47,7 +47,7 @@ def train_job(config: JobConfig, update, growing: frozenset[str] = frozenset(), 
     """
     # Ray Train workers run in their own working directories: hand them absolute paths.
     store = config.store_dir if isinstance(config.store_dir, S3Url) else config.store_dir.resolve()
-    factory = ShardSourceFactory(store, config.train.data, config.train.seed, growing)
+    factory = ShardSourceFactory(store, config.train.data, config.train.seed, growing, config.train.causal_variables)
     train_config = with_epoch_length(config.train, config.store_dir)
     progress = StepProgress(update, config.train.max_steps)
     result = train(train_config, factory, config.output_dir.resolve() / "train", [progress, *callbacks], use_gpu=use_gpu,

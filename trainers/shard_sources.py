@@ -14,18 +14,22 @@ from trainers.data.source import DaliBatchSource, build_batch_source
 class ShardSourceFactory:
     """Builds each read stream's DALI source from ``store_dir/<stream>`` (picklable, for Ray workers)."""
 
-    def __init__(self, store_dir: "Path | S3Url", loader: LoaderConfig, seed: int, growing: frozenset[str] = frozenset()) -> None:
+    def __init__(self, store_dir: "Path | S3Url", loader: LoaderConfig, seed: int, growing: frozenset[str] = frozenset(),
+                 variables: tuple[str, ...] = ()) -> None:
         """Args:
         store_dir: the shard store root, one subdirectory (or ``s3://`` prefix) per stream.
         loader: decode, augmentation and bad-sample settings (``train.data``).
         seed: the run's seed (``train.seed``).
         growing: streams datagen may still be writing; they are followed through the manifest.
+        variables: the causal variables every batch carries (``TrainConfig.causal_variables``).
         """
         self.store_dir, self.loader, self.seed, self.growing = stream_location(store_dir), loader, seed, frozenset(growing)
+        self.variables = tuple(variables)
 
     def __call__(self, stream: str, config: StreamConfig, rank: int, world_size: int, device: torch.device) -> DaliBatchSource:
         return build_batch_source(
-            stream, self.store_dir / stream, config, self.loader, rank, world_size, str(device), self.seed, stream in self.growing
+            stream, self.store_dir / stream, config, self.loader, rank, world_size, str(device), self.seed, stream in self.growing,
+            self.variables,
         )
 
 

@@ -12,7 +12,7 @@ from nvidia.dali.data_node import DataNode
 
 from trainers.data.config import LoaderConfig
 
-Augment = Literal["standard", "additional"]
+Augment = Literal["standard", "additional", "none"]
 # The aspect-ratio range of torchvision's RandomResizedCrop, so DALI and the baseline agree.
 CROP_ASPECT_RATIO = (3 / 4, 4 / 3)
 
@@ -36,6 +36,7 @@ def _normalize(images: DataNode, loader: LoaderConfig, **crop_args) -> DataNode:
 def train_transform(encoded: DataNode, augment: Augment, loader: LoaderConfig, device: str) -> DataNode:
     """Decode and augment encoded images for training.
 
+    ``none``: decode and resize to ``loader.crop_size`` (for images whose layout carries meaning).
     ``standard``: random-resized crop (decoding only the crop window) and a horizontal flip.
     ``additional`` (the paper's stronger setting): standard plus a random rotation and a colour
     jitter of brightness, contrast, saturation and hue.
@@ -49,6 +50,9 @@ def train_transform(encoded: DataNode, augment: Augment, loader: LoaderConfig, d
     Returns:
         Float32 CHW images of ``loader.crop_size`` square.
     """
+    if augment == "none":
+        images = fn.decoders.image(encoded, device=decoder_device(device), output_type=types.RGB)
+        return _normalize(fn.resize(images, size=[loader.crop_size, loader.crop_size]), loader)
     (images,) = _train_images([encoded], augment, loader, device, crop_seed=None)
     return images
 

@@ -66,12 +66,14 @@ def read_label(raw: bytes, where: str) -> int:
 @dataclass
 class DecodedRows:
     """Decoded samples in order: images (N, C, H, W) float32 on the stream's device, labels (N,)
-    int64 on the CPU, where each came from, and the rows the batch source must refuse (row -> reason)."""
+    int64 on the CPU, where each came from, the rows the batch source must refuse (row -> reason) and,
+    where the stream reads them, the samples' causal variables (N, variables) int64 on the CPU."""
 
     images: torch.Tensor
     labels: torch.Tensor
     where: list[str]
     bad: dict[int, str] = field(default_factory=dict)
+    values: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.where)
@@ -79,7 +81,8 @@ class DecodedRows:
     def rows(self, start: int, stop: int) -> "DecodedRows":
         """Rows ``start:stop`` (views of the images, no copy)."""
         bad = {row - start: reason for row, reason in self.bad.items() if start <= row < stop}
-        return DecodedRows(self.images[start:stop], self.labels[start:stop], self.where[start:stop], bad)
+        values = None if self.values is None else self.values[start:stop]
+        return DecodedRows(self.images[start:stop], self.labels[start:stop], self.where[start:stop], bad, values)
 
     def good(self) -> "DecodedRows":
         """The rows without the bad ones (itself when none is bad)."""
@@ -87,7 +90,8 @@ class DecodedRows:
             return self
         keep = [row for row in range(len(self)) if row not in self.bad]
         index = torch.tensor(keep, dtype=torch.int64)
-        return DecodedRows(self.images[index.to(self.images.device)], self.labels[index], [self.where[row] for row in keep])
+        return DecodedRows(self.images[index.to(self.images.device)], self.labels[index], [self.where[row] for row in keep],
+                           values=None if self.values is None else self.values[index])
 
 
 def concatenate(parts: Sequence[DecodedRows]) -> DecodedRows:
@@ -98,8 +102,9 @@ def concatenate(parts: Sequence[DecodedRows]) -> DecodedRows:
     for part in parts:
         bad.update({offset + row: reason for row, reason in part.bad.items()})
         offset += len(part)
+    values = None if parts[0].values is None else torch.cat([part.values for part in parts])
     return DecodedRows(torch.cat([part.images for part in parts]), torch.cat([part.labels for part in parts]),
-                       [where for part in parts for where in part.where], bad)
+                       [where for part in parts for where in part.where], bad, values)
 
 
 def device_id(device: str) -> int | None:

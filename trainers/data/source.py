@@ -83,7 +83,7 @@ class DaliBatchSource:
         batch = concatenate(parts)
         self.stats.samples += count
         self._update_gauges()
-        return StreamBatch(images=batch.images, labels=batch.labels)
+        return StreamBatch(images=batch.images, labels=batch.labels, values=batch.values)
 
     def _update_gauges(self) -> None:
         self.stats.bad_samples = self._refused + self._rows.damaged_samples
@@ -132,6 +132,7 @@ def build_batch_source(
     device: str,
     seed: int,
     growing: bool,
+    variables: tuple[str, ...] = (),
 ) -> DaliBatchSource:
     """Build the batch source of one stream on one rank.
 
@@ -144,18 +145,22 @@ def build_batch_source(
         device: ``cpu`` or ``cuda[:i]``; CUDA decodes on the GPU (DALI ``mixed``).
         seed: the run's seed; shuffling and augmentation follow from it.
         growing: True while datagen may still commit shards to this stream.
+        variables: the causal variables each batch carries, read from the samples' json (static streams only).
 
     Returns:
         A DaliBatchSource.
 
     Raises:
-        TrainError: batch size 0, or a static stream with no readable shards.
+        TrainError: batch size 0, a static stream with no readable shards, or causal variables asked of a growing stream.
     """
     if stream_config.batch_size == 0:
         raise TrainError(f"stream {stream}: batch_size is 0, so it is never read; build no source for it")
     if not 0 <= rank < world_size:
         raise TrainError(f"stream {stream}: rank {rank} outside world size {world_size}")
     stats = StreamStats()
+    if growing and variables:
+        raise TrainError(f"stream {stream}: causal variables ({', '.join(variables)}) are read from static streams only; "
+                         "train interchange interventions on prepared streams")
     if growing:
         # One seed on every rank: a shard's sample order must not depend on the rank reading it (rescaling).
         reader = GrowingReader(stream_dir, rank, world_size, _stream_seed(seed, stream, rank=0))
@@ -163,5 +168,5 @@ def build_batch_source(
         rows = GrowingFeed(stream, reader, decode, stream_config, loader, stats)
     else:
         rows = StaticReader(stream, stream_dir, stream_config.batch_size, stream_config.augment, loader, device,
-                            rank, world_size, seed)
+                            rank, world_size, seed, variables)
     return DaliBatchSource(stream, rows, stream_config, loader, stats)

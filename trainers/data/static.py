@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from nvidia.dali import fn, pipeline_def, types
 
+from shards.causal_values import decode_causal_values
+from shards.errors import SampleError
 from shards.names import index_file_name
 from shards.stores import check_committed_shards
 from trainers.data.augment import Augment, train_transform
@@ -59,10 +61,12 @@ class StaticReader:
         rank, world_size: this reader's part of the stream.
         seed: shuffle seed (tar order is shuffled with ``seed`` on every rank; the sample order and
             the augmentation randomness with ``seed + rank``).
+        variables: causal variables to read from each sample's json (``shards.causal_values``), in order;
+            empty: read no json.
     """
 
     def __init__(self, stream: str, stream_dir: Path, batch_size: int, augment: Augment, loader: LoaderConfig,
-                 device: str, rank: int, world_size: int, seed: int):
+                 device: str, rank: int, world_size: int, seed: int, variables: tuple[str, ...] = ()):
         # The store's reader checks: a damaged shard (missing, truncated, not a regular file, without a
         # valid index, breaking the sample contract) is never handed to DALI, whose reader would fail
         # on it mid-epoch or read whatever its index points at.
@@ -80,6 +84,7 @@ class StaticReader:
         self.rank = rank
         self.world_size = world_size
         self.seed = seed
+        self.variables = tuple(variables)
         self._paths = [str(path) for path, _ in intact]
         self._index_paths = [str(path.with_name(index_file_name(path.name))) for path, _ in intact]
         total = sum(record.samples for _, record in intact)
@@ -112,10 +117,10 @@ class StaticReader:
             enable_conditionals=True,
         )
         def pipeline():
-            encoded, label = fn.readers.webdataset(
+            encoded, label, *record = fn.readers.webdataset(
                 paths=self._paths,
                 index_paths=self._index_paths,
-                ext=["jpg;png", "cls"],
+                ext=["jpg;png", "cls", *(["json"] if self.variables else [])],
                 missing_component_behavior="skip",
                 shard_id=self.rank,
                 num_shards=self.world_size,
@@ -131,22 +136,22 @@ class StaticReader:
                 decoded_input = types.Constant(PLACEHOLDER, device="cpu")
             else:
                 decoded_input = encoded
-            return train_transform(decoded_input, self.augment, self.loader, self.device), label, encoded
+            return train_transform(decoded_input, self.augment, self.loader, self.device), label, encoded, *record
 
         pipe = pipeline(checkpoint=checkpoint)
         pipe.build()
         return pipe
 
     def _run(self) -> tuple:
-        images, labels, encoded = self._pipe.run()
-        return to_torch(images, self.device), labels, encoded
+        images, labels, encoded, *record = self._pipe.run()
+        return to_torch(images, self.device), labels, encoded, record
 
     def _recover(self, before: str, error: RuntimeError) -> tuple:
         """Decode the batch that failed again, with placeholders for its undecodable images."""
         self.failed_batches += 1
         self._placeholders[self._iteration] = list(range(self.batch_size))
         self._pipe = self._build(checkpoint=before)
-        _, _, encoded = self._pipe.run()
+        encoded = self._pipe.run()[2]
         bad = [row for row in range(len(encoded)) if not is_decodable(np.array(encoded[row]), self.device)]
         if not bad:
             raise TrainError(f"stream {self.stream}: decoding a batch failed though each image decodes alone: {error}") from error
@@ -163,15 +168,25 @@ class StaticReader:
         self._batch_checkpoint = before = self._pipe.checkpoint()
         self._placeholders = {iteration: rows for iteration, rows in self._placeholders.items() if iteration >= self._iteration}
         try:
-            images, labels, encoded = self._run()
+            images, labels, encoded, record = self._run()
         except RuntimeError as error:
-            images, labels, encoded = self._recover(before, error)
+            images, labels, encoded, record = self._recover(before, error)
         where = [encoded[row].source_info() for row in range(len(encoded))]
-        values = [read_label(bytes(labels.at(row)), where[row]) for row in range(len(where))]
+        classes = [read_label(bytes(labels.at(row)), where[row]) for row in range(len(where))]
         bad = {row: UNDECODABLE for row in self._placeholders.get(self._iteration, ())}
-        bad.update({row: UNREADABLE for row, value in enumerate(values) if value == UNREADABLE_LABEL})
-        self._pending = DecodedRows(images, torch.tensor(values, dtype=torch.int64), where, bad)
+        bad.update({row: UNREADABLE for row, value in enumerate(classes) if value == UNREADABLE_LABEL})
+        values = self._causal_values(record[0], where) if record else None
+        self._pending = DecodedRows(images, torch.tensor(classes, dtype=torch.int64), where, bad, values)
         self._taken_from_batch = 0
+
+    def _causal_values(self, records, where: list[str]) -> torch.Tensor:
+        """(N, variables) int64: each sample's causal variables from its json; a TrainError naming the first
+        sample without them (a stream trained with a causal model must hold every sample's variables)."""
+        try:
+            return torch.tensor([decode_causal_values(bytes(records.at(row)), self.variables, where[row]) for row in range(len(where))],
+                                dtype=torch.int64)
+        except SampleError as error:
+            raise TrainError(f"stream {self.stream}: {error}") from None
 
     def take(self, count: int) -> DecodedRows:
         """The next rows, at most ``count``, of the current batch (the next one once it is used up)."""
