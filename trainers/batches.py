@@ -9,6 +9,8 @@ from typing import Protocol
 
 import torch
 
+from trainers.errors import TrainError
+
 
 @dataclass
 class StreamBatch:
@@ -41,6 +43,16 @@ class StreamStats:
     wait_s: float = 0.0
     backlog: int = 0
     extra: dict[str, float] = field(default_factory=dict)
+
+
+def check_partner_classes(stream: str, labels: torch.Tensor, partner_labels: torch.Tensor, where: list[str] | None = None) -> None:
+    """Raise TrainError unless every partner (labels on the host) has another class than its sample: a counterfactual
+    flips the label. ``where`` names the samples (default: their row)."""
+    same = (partner_labels == labels).nonzero().flatten().tolist()
+    if same:
+        sample = where[same[0]] if where is not None else same[0]
+        raise TrainError(f"stream {stream}: sample {sample}'s counterfactual partner has its own class "
+                         f"{labels[same[0]].item()} ({len(same)} such pairs); a pair's classes must differ")
 
 
 class BatchSource(Protocol):

@@ -8,7 +8,7 @@ import time
 
 import torch
 
-from trainers.batches import StreamBatch, StreamStats
+from trainers.batches import StreamBatch, StreamStats, check_partner_classes
 from trainers.errors import TrainError
 
 
@@ -89,14 +89,6 @@ class MemorySource:
 
     def close(self) -> None:
         """Nothing to release: the tensors belong to the caller."""
-
-
-def check_partner_classes(stream: str, labels: torch.Tensor, partner_labels: torch.Tensor) -> None:
-    """Raise TrainError unless every (host) partner has another class than its sample: a counterfactual flips the label."""
-    same = (partner_labels == labels).nonzero().flatten()
-    if len(same):
-        raise TrainError(f"stream {stream}: sample {same[0].item()}'s counterfactual partner has its own class "
-                         f"{labels[same[0]].item()} ({len(same)} such pairs); a pair's classes must differ")
 
 
 def colour_classes(count: int, num_classes: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

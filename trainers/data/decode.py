@@ -67,13 +67,15 @@ def read_label(raw: bytes, where: str) -> int:
 class DecodedRows:
     """Decoded samples in order: images (N, C, H, W) float32 on the stream's device, labels (N,)
     int64 on the CPU, where each came from, the rows the batch source must refuse (row -> reason) and,
-    where the stream reads them, the samples' causal variables (N, variables) int64 on the CPU."""
+    where the stream reads them, the samples' causal variables (N, variables) int64 on the CPU and their
+    counterfactual partners (rows of their own, row for row)."""
 
     images: torch.Tensor
     labels: torch.Tensor
     where: list[str]
     bad: dict[int, str] = field(default_factory=dict)
     values: torch.Tensor | None = None
+    partners: "DecodedRows | None" = None
 
     def __len__(self) -> int:
         return len(self.where)
@@ -82,16 +84,20 @@ class DecodedRows:
         """Rows ``start:stop`` (views of the images, no copy)."""
         bad = {row - start: reason for row, reason in self.bad.items() if start <= row < stop}
         values = None if self.values is None else self.values[start:stop]
-        return DecodedRows(self.images[start:stop], self.labels[start:stop], self.where[start:stop], bad, values)
+        partners = None if self.partners is None else self.partners.rows(start, stop)
+        return DecodedRows(self.images[start:stop], self.labels[start:stop], self.where[start:stop], bad, values, partners)
 
     def good(self) -> "DecodedRows":
         """The rows without the bad ones (itself when none is bad)."""
         if not self.bad:
             return self
-        keep = [row for row in range(len(self)) if row not in self.bad]
+        return self._select([row for row in range(len(self)) if row not in self.bad])
+
+    def _select(self, keep: list[int]) -> "DecodedRows":
         index = torch.tensor(keep, dtype=torch.int64)
         return DecodedRows(self.images[index.to(self.images.device)], self.labels[index], [self.where[row] for row in keep],
-                           values=None if self.values is None else self.values[index])
+                           values=None if self.values is None else self.values[index],
+                           partners=None if self.partners is None else self.partners._select(keep))
 
 
 def concatenate(parts: Sequence[DecodedRows]) -> DecodedRows:
@@ -103,8 +109,9 @@ def concatenate(parts: Sequence[DecodedRows]) -> DecodedRows:
         bad.update({offset + row: reason for row, reason in part.bad.items()})
         offset += len(part)
     values = None if parts[0].values is None else torch.cat([part.values for part in parts])
+    partners = None if parts[0].partners is None else concatenate([part.partners for part in parts])
     return DecodedRows(torch.cat([part.images for part in parts]), torch.cat([part.labels for part in parts]),
-                       [where for part in parts for where in part.where], bad, values)
+                       [where for part in parts for where in part.where], bad, values, partners)
 
 
 def device_id(device: str) -> int | None:

@@ -83,7 +83,10 @@ class DaliBatchSource:
         batch = concatenate(parts)
         self.stats.samples += count
         self._update_gauges()
-        return StreamBatch(images=batch.images, labels=batch.labels, values=batch.values)
+        partners = batch.partners
+        return StreamBatch(images=batch.images, labels=batch.labels, values=batch.values,
+                           partner_images=None if partners is None else partners.images,
+                           partner_labels=None if partners is None else partners.labels)
 
     def _update_gauges(self) -> None:
         self.stats.bad_samples = self._refused + self._rows.damaged_samples
@@ -158,6 +161,8 @@ def build_batch_source(
     if not 0 <= rank < world_size:
         raise TrainError(f"stream {stream}: rank {rank} outside world size {world_size}")
     stats = StreamStats()
+    if growing and stream_config.pairs:
+        raise TrainError(f"stream {stream}: pairs are read from static streams only; train gradient supervision on prepared or finished streams")
     if growing and variables:
         raise TrainError(f"stream {stream}: causal variables ({', '.join(variables)}) are read from static streams only; "
                          "train interchange interventions on prepared streams")
@@ -168,5 +173,5 @@ def build_batch_source(
         rows = GrowingFeed(stream, reader, decode, stream_config, loader, stats)
     else:
         rows = StaticReader(stream, stream_dir, stream_config.batch_size, stream_config.augment, loader, device,
-                            rank, world_size, seed, variables)
+                            rank, world_size, seed, variables, stream_config.pairs)
     return DaliBatchSource(stream, rows, stream_config, loader, stats)

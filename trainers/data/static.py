@@ -23,9 +23,12 @@ from nvidia.dali import fn, pipeline_def, types
 
 from shards.causal_values import decode_causal_values
 from shards.errors import SampleError
+from shards.index import parse_index
 from shards.names import index_file_name
+from shards.sample import PARTNER_CLASS, PARTNER_IMAGE_EXTENSIONS
 from shards.stores import check_committed_shards
-from trainers.data.augment import Augment, train_transform
+from trainers.batches import check_partner_classes
+from trainers.data.augment import Augment, paired_train_transform, train_transform
 from trainers.data.bad_data import damaged_shards_error
 from trainers.data.config import LoaderConfig
 from trainers.data.decode import (
@@ -63,10 +66,12 @@ class StaticReader:
             the augmentation randomness with ``seed + rank``).
         variables: causal variables to read from each sample's json (``shards.causal_values``), in order;
             empty: read no json.
+        pairs: also read each sample's counterfactual partner (``shards.sample``'s ``cf.*`` fields), decoded
+            and augmented with the sample's own crop and flip; the rows' ``partners`` hold them.
     """
 
     def __init__(self, stream: str, stream_dir: Path, batch_size: int, augment: Augment, loader: LoaderConfig,
-                 device: str, rank: int, world_size: int, seed: int, variables: tuple[str, ...] = ()):
+                 device: str, rank: int, world_size: int, seed: int, variables: tuple[str, ...] = (), pairs: bool = False):
         # The store's reader checks: a damaged shard (missing, truncated, not a regular file, without a
         # valid index, breaking the sample contract) is never handed to DALI, whose reader would fail
         # on it mid-epoch or read whatever its index points at.
@@ -85,8 +90,11 @@ class StaticReader:
         self.world_size = world_size
         self.seed = seed
         self.variables = tuple(variables)
+        self.pairs = pairs
         self._paths = [str(path) for path, _ in intact]
         self._index_paths = [str(path.with_name(index_file_name(path.name))) for path, _ in intact]
+        if pairs:
+            self._check_partners()
         total = sum(record.samples for _, record in intact)
         self.epoch_samples = math.ceil(total / world_size)
         self.failed_batches = 0  # batches that took the rebuild-and-probe path
@@ -117,10 +125,11 @@ class StaticReader:
             enable_conditionals=True,
         )
         def pipeline():
-            encoded, label, *record = fn.readers.webdataset(
+            encoded, label, *rest = fn.readers.webdataset(
                 paths=self._paths,
                 index_paths=self._index_paths,
-                ext=["jpg;png", "cls", *(["json"] if self.variables else [])],
+                ext=["jpg;png", "cls", *(["json"] if self.variables else []),
+                     *([";".join(PARTNER_IMAGE_EXTENSIONS), PARTNER_CLASS] if self.pairs else [])],
                 missing_component_behavior="skip",
                 shard_id=self.rank,
                 num_shards=self.world_size,
@@ -132,19 +141,29 @@ class StaticReader:
             )
             # A callable of the iteration: DALI checkpoints it by its iteration count.
             placeholder = fn.external_source(source=self._placeholder_choice, batch=True, batch_info=True)
+            record, partner = rest[: len(rest) - 2 * self.pairs], rest[len(rest) - 2 * self.pairs :]
             if placeholder:
                 decoded_input = types.Constant(PLACEHOLDER, device="cpu")
+                partner_input = types.Constant(PLACEHOLDER, device="cpu")
             else:
                 decoded_input = encoded
-            return train_transform(decoded_input, self.augment, self.loader, self.device), label, encoded, *record
+                partner_input = partner[0] if self.pairs else encoded
+            if not self.pairs:
+                return train_transform(decoded_input, self.augment, self.loader, self.device), label, encoded, *record
+            # One crop seed for both croppers, fixed by the pipeline's: DALI checkpoints their state like any operator's.
+            images, partner_images = paired_train_transform(decoded_input, partner_input, self.augment, self.loader, self.device,
+                                                            crop_seed=(self.seed + self.rank) * 2 + 1)
+            return images, label, encoded, *record, partner_images, partner[1]
 
         pipe = pipeline(checkpoint=checkpoint)
         pipe.build()
         return pipe
 
     def _run(self) -> tuple:
-        images, labels, encoded, *record = self._pipe.run()
-        return to_torch(images, self.device), labels, encoded, record
+        images, labels, encoded, *rest = self._pipe.run()
+        if self.pairs:  # the partner's images go to torch too; its labels stay DALI's
+            rest[-2] = to_torch(rest[-2], self.device)
+        return to_torch(images, self.device), labels, encoded, rest
 
     def _recover(self, before: str, error: RuntimeError) -> tuple:
         """Decode the batch that failed again, with placeholders for its undecodable images."""
@@ -168,16 +187,36 @@ class StaticReader:
         self._batch_checkpoint = before = self._pipe.checkpoint()
         self._placeholders = {iteration: rows for iteration, rows in self._placeholders.items() if iteration >= self._iteration}
         try:
-            images, labels, encoded, record = self._run()
+            images, labels, encoded, rest = self._run()
         except RuntimeError as error:
-            images, labels, encoded, record = self._recover(before, error)
+            images, labels, encoded, rest = self._recover(before, error)
+        record, partner = rest[: len(rest) - 2 * self.pairs], rest[len(rest) - 2 * self.pairs :]
         where = [encoded[row].source_info() for row in range(len(encoded))]
         classes = [read_label(bytes(labels.at(row)), where[row]) for row in range(len(where))]
         bad = {row: UNDECODABLE for row in self._placeholders.get(self._iteration, ())}
         bad.update({row: UNREADABLE for row, value in enumerate(classes) if value == UNREADABLE_LABEL})
         values = self._causal_values(record[0], where) if record else None
-        self._pending = DecodedRows(images, torch.tensor(classes, dtype=torch.int64), where, bad, values)
+        partners = self._partners(*partner, classes, where, bad) if partner else None
+        self._pending = DecodedRows(images, torch.tensor(classes, dtype=torch.int64), where, bad, values, partners)
         self._taken_from_batch = 0
+
+    def _check_partners(self) -> None:
+        """A TrainError unless the stream's samples carry partners (DALI would skip every sample without them)."""
+        where = self._index_paths[0]
+        first = parse_index(Path(where).read_text(), where)[0]
+        if PARTNER_CLASS not in {member.extension for member in first}:
+            raise TrainError(f"stream {self.stream}: pairs is true but its samples carry no counterfactual partner "
+                             f"({PARTNER_CLASS} missing in {Path(where).name}); generate it with datagen.strategy.pairs or set pairs: false")
+
+    def _partners(self, images: torch.Tensor, labels, classes: list[int], where: list[str], bad: dict[int, str]) -> DecodedRows:
+        """The partners' rows; a partner whose class is unreadable makes its sample's row bad (in ``bad``), one of
+        the sample's own class is a TrainError (a pair's classes must differ)."""
+        partner_classes = [read_label(bytes(labels.at(row)), where[row]) for row in range(len(where))]
+        bad.update({row: UNREADABLE for row, value in enumerate(partner_classes) if value == UNREADABLE_LABEL})
+        readable = [row for row in range(len(where)) if row not in bad]
+        check_partner_classes(self.stream, torch.tensor([classes[row] for row in readable], dtype=torch.int64),
+                              torch.tensor([partner_classes[row] for row in readable], dtype=torch.int64), [where[row] for row in readable])
+        return DecodedRows(images, torch.tensor(partner_classes, dtype=torch.int64), where)
 
     def _causal_values(self, records, where: list[str]) -> torch.Tensor:
         """(N, variables) int64: each sample's causal variables from its json; a TrainError naming the first
