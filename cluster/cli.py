@@ -162,13 +162,14 @@ def _load_job(args: argparse.Namespace):
     from cluster.run_dirs import check_output_dir
 
     config = load_config(args.config, args.overrides)
-    check_output_dir(config.output_dir)
-    if is_s3_url(config.shards.root):
-        from shards.storage import S3Store
+    check_output_dir(config.local_output_dir)
+    for root, what in ((config.output_dir, "output_dir"), (config.shards.root, "shards.root")):
+        if is_s3_url(root):
+            from shards.storage import S3Store
 
-        S3Store(config.shards.root).check_bucket()  # endpoint, bucket and credentials, before anything is written
-    elif config.shards.root is not None:
-        check_output_dir(config.shards.root, "shards.root")
+            S3Store(root).check_bucket()  # endpoint, bucket and credentials, before anything is written
+        elif root is not None and what != "output_dir":
+            check_output_dir(root, what)
     return config
 
 

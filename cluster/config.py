@@ -8,6 +8,7 @@ Relative paths in a config are relative to the working directory the job starts 
 import hashlib
 import json
 import re
+import tempfile
 import types
 import typing
 from pathlib import Path
@@ -22,8 +23,8 @@ from cluster.errors import ConfigError
 from cluster.explain_config import ExplainConfig
 from cluster.strategy_search_config import StrategySearchConfig
 from datagen.config import DatagenConfig
-from shards.config import ShardStoreConfig
-from shards.locations import StreamLocation
+from shards.config import ShardStoreConfig, StoreRoot
+from shards.locations import S3Url, StreamLocation
 from trainers.config import TrainConfig
 
 ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
@@ -50,7 +51,9 @@ class JobConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=MAX_NAME_CHARS)
-    output_dir: Path
+    output_dir: StoreRoot = Field(description="the job's directory, or s3://BUCKET/PREFIX: then its shards (unless "
+                                              "shards.root says otherwise), resolved config and checkpoints go to the "
+                                              "bucket and the rest to a local scratch directory (see local_output_dir)")
     shards: ShardStoreConfig = Field(default_factory=ShardStoreConfig)
     datagen: DatagenConfig = Field(default_factory=DatagenConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -58,6 +61,21 @@ class JobConfig(BaseModel):
     strategy_search: StrategySearchConfig | None = Field(default=None, description="`genint strategy score | search`: the causal bound log P(x|z)")
     correlation: CorrelationConfig | None = Field(default=None, description="`genint analyse correlation` (paper Fig. 3); absent: its defaults")
     explain: ExplainConfig | None = Field(default=None, description="`genint explain` (seed 004's property gradients, GradCAM); absent: its defaults")
+
+    @property
+    def local_output_dir(self) -> Path:
+        """Where the job writes its local files: ``output_dir`` itself, or for a bucket a scratch
+        directory under the system temp directory (``TMPDIR``), the same for every run of the job
+        on this machine (DeepSpeed, Ray Train and the generators write local files only)."""
+        if not isinstance(self.output_dir, S3Url):
+            return self.output_dir
+        digest = hashlib.sha256(str(self.output_dir).encode()).hexdigest()[:12]
+        return Path(tempfile.gettempdir()) / "genint-scratch" / f"{self.name}-{digest}"
+
+    @property
+    def checkpoint_url(self) -> S3Url | None:
+        """The bucket prefix training's checkpoints are mirrored to (a job whose output_dir is a bucket)."""
+        return self.output_dir.join("train", "checkpoints") if isinstance(self.output_dir, S3Url) else None
 
     @property
     def store_dir(self) -> StreamLocation:
@@ -188,9 +206,17 @@ def config_hash(config: JobConfig) -> str:
 
 
 def save_resolved(config: JobConfig) -> str:
-    """Write the resolved config and its hash into the job's output directory; return the hash."""
-    config.output_dir.mkdir(parents=True, exist_ok=True)
+    """Write the resolved config and its hash into the job's output directory (and, for a bucket,
+    its local scratch directory too); return the hash."""
+    directory = config.local_output_dir
+    directory.mkdir(parents=True, exist_ok=True)
     digest = config_hash(config)
-    (config.output_dir / RESOLVED_CONFIG_FILE).write_text(f"# sha256: {digest}\n" + resolved_yaml(config))
-    (config.output_dir / CONFIG_HASH_FILE).write_text(digest + "\n")
+    files = {RESOLVED_CONFIG_FILE: f"# sha256: {digest}\n" + resolved_yaml(config), CONFIG_HASH_FILE: digest + "\n"}
+    for name, text in files.items():
+        (directory / name).write_text(text)
+    if isinstance(config.output_dir, S3Url):
+        from shards.stores import write_stream_file  # boto3 only for a job on a bucket
+
+        for name, text in files.items():
+            write_stream_file(config.output_dir, name, text.encode())
     return digest

@@ -226,7 +226,7 @@ def job_correlation_config(job: JobConfig) -> CorrelationConfig:
 
 def correlation_output(job: JobConfig) -> Path:
     """Where ``genint analyse correlation`` writes the job's results."""
-    return job_correlation_config(job).output or job.output_dir / CORRELATION_FILE
+    return job_correlation_config(job).output or job.local_output_dir / CORRELATION_FILE
 
 
 def write_correlation(result: CorrelationResult, path: Path) -> None:

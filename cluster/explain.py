@@ -228,7 +228,7 @@ def direction_latents(latents: torch.Tensor, directions: Directions, component: 
 
 
 def _job_directions(job: JobConfig, component: int, latent_dim: int) -> Directions:
-    path = job.datagen.directions_path(job.output_dir)
+    path = job.datagen.directions_path(job.local_output_dir)
     directions = load_directions(path, latent_dim=latent_dim)
     available = directions.lat_comp.shape[0]
     if component >= available:
@@ -239,7 +239,7 @@ def _job_directions(job: JobConfig, component: int, latent_dim: int) -> Directio
 def check_property_available(job: JobConfig, name: PropertyName) -> None:
     """Fail before anything loads when the job cannot produce the property (a direction without a directions file)."""
     if name.kind == "direction":
-        path = job.datagen.directions_path(job.output_dir)
+        path = job.datagen.directions_path(job.local_output_dir)
         if not path.is_file():
             raise ClusterError(f"--property {name.text}: the job has no directions file ({path} not found; datagen.directions.path); "
                                "compute it with `genint directions CONFIG`")
@@ -248,7 +248,7 @@ def check_property_available(job: JobConfig, name: PropertyName) -> None:
 def direction_sweeps(job: JobConfig, config: ExplainConfig, component: int, device: torch.device) -> tuple[Iterator[torch.Tensor], np.ndarray]:
     """Per seeded (class, latent) of the job's generator, its images along direction ``component``, and the classes."""
     datagen = job.datagen
-    generator = load_generator(datagen.generator.kind, datagen.weights_path(job.output_dir), device, datagen.generator.precision)
+    generator = load_generator(datagen.generator.kind, datagen.weights_path(job.local_output_dir), device, datagen.generator.precision)
     directions = _job_directions(job, component, generator.latent_dim)
     rng = np.random.default_rng(config.seed)
     classes = np.asarray(datagen.classes if datagen.classes is not None else range(generator.num_classes))
@@ -299,7 +299,7 @@ def explain_job_gradcam(job: JobConfig, checkpoint: str, config: ExplainConfig) 
 
 
 def explain_output_dir(job: JobConfig, config: ExplainConfig) -> Path:
-    return config.output_dir or job.output_dir / EXPLAIN_DIR
+    return config.output_dir or job.local_output_dir / EXPLAIN_DIR
 
 
 def _write_json(path: Path, record: dict) -> None:

@@ -48,7 +48,7 @@ def train_generator(config: JobConfig) -> Path:
     with progress_bar("train generator") as update:
         generator = train_from_stream(generator_config, config.store_dir / generator_config.train_stream,
                                       on_progress=lambda epoch, loss: update(epoch + 1, epochs))
-    destination = Path(config.datagen.weights_path(config.output_dir))
+    destination = Path(config.datagen.weights_path(config.local_output_dir))
     if destination.exists():
         # A crash while the files are replaced must not leave the old fingerprint beside new weights.
         write_training_record(destination, INCOMPLETE_TRAINING)
@@ -60,8 +60,8 @@ def train_generator(config: JobConfig) -> Path:
 def compute_job_directions(config: JobConfig) -> tuple[Path, Directions]:
     """GANSpace directions of the job's generator, saved to ``datagen.directions.path`` (resumable)."""
     datagen = config.datagen
-    generator = load_generator(datagen.generator.kind, datagen.weights_path(config.output_dir), pick_device(datagen.device), "fp32")
-    destination = datagen.directions_path(config.output_dir)
+    generator = load_generator(datagen.generator.kind, datagen.weights_path(config.local_output_dir), pick_device(datagen.device), "fp32")
+    destination = datagen.directions_path(config.local_output_dir)
     state = destination.with_name(destination.stem + ".state.npz")
     with progress_bar("directions") as update:
         directions = compute_directions(generator, datagen.directions, state, on_progress=update)
@@ -81,7 +81,7 @@ def job_store(config: JobConfig, config_hash: str) -> StoreRef:
 
 def plan_job_generation(config: JobConfig, config_hash: str) -> tuple[ActorSettings, list[WorkUnit]]:
     """Check the job's generation inputs (before Ray starts) and plan its work units."""
-    return plan_generation(config.datagen, config.output_dir, job_store(config, config_hash))
+    return plan_generation(config.datagen, config.local_output_dir, job_store(config, config_hash))
 
 
 def _counting(update: ProgressUpdate, done: int, total: int, also: PoolCallback | None) -> PoolCallback:

@@ -31,6 +31,7 @@ from datagen.generators.training import TRAINABLE_KINDS
 from datagen.pool import PoolReport
 from datagen.units import WorkUnit
 from shards.inspect import StreamSummary, summarize_store
+from shards.locations import S3Url
 from shards.prepare import PrepareReport, prepare_imagefolder
 from shards.verify import verify_store
 from trainers.callbacks import TrainResult
@@ -48,7 +49,7 @@ class JobResult:
     config_hash: str
     prepared: dict[str, PrepareReport]
     streams: list[StreamSummary]
-    output_dir: Path
+    output_dir: "Path | S3Url"
     generated: dict[str, PoolReport]  # per stream written by datagen
     trained_samples: dict[str, int]  # per stream, all ranks
     final_losses: dict[str, float]  # rank 0's last step, per stream
@@ -89,13 +90,13 @@ def prepare_generator(config: JobConfig) -> None:
     retrained = datagen.generator.kind in TRAINABLE_KINDS and _generator_needs_training(config)
     if retrained:
         train_generator(config)
-    directions = datagen.directions_path(config.output_dir)
+    directions = datagen.directions_path(config.local_output_dir)
     if datagen.strategy.kind == "intervention" and (not directions.exists() or (retrained and datagen.directions.path is None)):
         compute_job_directions(config)
 
 
 def _generator_needs_training(config: JobConfig) -> bool:
-    weights = Path(config.datagen.weights_path(config.output_dir))
+    weights = Path(config.datagen.weights_path(config.local_output_dir))
     if not weights.exists():
         return True
     recorded = read_training_record(weights)

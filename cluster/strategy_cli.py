@@ -29,7 +29,7 @@ def _load(args: argparse.Namespace, needs_grid: bool):
     except ConfigError as error:
         raise ConfigError(f"{args.config}: {error}") from None
     if needs_grid:
-        check_output_dir(search.search_dir(job.output_dir), "strategy_search.output_dir")
+        check_output_dir(search.search_dir(job.local_output_dir), "strategy_search.output_dir")
     return job, search
 
 
@@ -63,7 +63,7 @@ def _search(args: argparse.Namespace) -> int:
                       f"{strategy.scale:g}" if intervenes else "-", offsets if intervenes else "-",
                       f"{score.bound.mean:.4f}", "chosen" if score is result.chosen else "")
     console.print(table)
-    outputs = write_search_outputs(result, search.search_dir(job.output_dir))
+    outputs = write_search_outputs(result, search.search_dir(job.local_output_dir))
     console.print(f"chosen: {result.chosen.label}, log P(x|z) = {result.chosen.bound.mean:.4f} "
                   f"(the paper's chosen ImageNet strategy: {PAPER_CHOSEN_BOUND}) -> {outputs.chosen}; "
                   f"use it as datagen.strategy: {{file: {outputs.chosen}}}", markup=False, highlight=False, soft_wrap=True)

@@ -137,7 +137,7 @@ class BoundScorer:
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ConfigError("strategy_search.device is cuda, but no CUDA device is visible here; use auto or cpu")
         self.extractor = load_feature_extractor(job, self.search, self.device)
-        self.generator = load_generator(datagen.generator.kind, datagen.weights_path(job.output_dir), self.device, datagen.generator.precision)
+        self.generator = load_generator(datagen.generator.kind, datagen.weights_path(job.local_output_dir), self.device, datagen.generator.precision)
         self._directions: Directions | None = None
         self.real_features, self.real_labels = self._real_features()
         self.classes = sorted(set(self.real_labels.tolist()))
@@ -181,7 +181,7 @@ class BoundScorer:
         if strategy.kind == "observational":
             return None
         if self._directions is None:
-            path = self.job.datagen.directions_path(self.job.output_dir)
+            path = self.job.datagen.directions_path(self.job.local_output_dir)
             self._directions = load_directions(path, latent_dim=self.generator.latent_dim)
         return self._directions
 

@@ -50,6 +50,6 @@ def train_job(config: JobConfig, update, growing: frozenset[str] = frozenset(), 
     factory = ShardSourceFactory(store, config.train.data, config.train.seed, growing, config.train.causal_variables)
     train_config = with_epoch_length(config.train, config.store_dir)
     progress = StepProgress(update, config.train.max_steps)
-    result = train(train_config, factory, config.output_dir.resolve() / "train", [progress, *callbacks], use_gpu=use_gpu,
-                   should_stop=should_stop)
+    result = train(train_config, factory, config.local_output_dir.resolve() / "train", [progress, *callbacks], use_gpu=use_gpu,
+                   should_stop=should_stop, checkpoint_url=config.checkpoint_url)
     return result, progress.last

@@ -1,5 +1,9 @@
-"""A whole job on a bucket (the session's SeaweedFS on 127.0.0.1): ``shards.root: s3://...`` is
-prepared, generated into and trained from, through the manifest segments, then evaluated."""
+"""A whole job on a bucket (the session's SeaweedFS on 127.0.0.1): ``output_dir: s3://...`` puts
+its store there, which is prepared, generated into and trained from (through the manifest
+segments), then evaluated; its checkpoints are mirrored there, so a rerun on a machine without its
+local files resumes from the bucket."""
+
+import shutil
 
 import pytest
 import torch
@@ -18,16 +22,17 @@ def assets(tmp_path_factory):
     return job_assets(tmp_path_factory.mktemp("assets"))
 
 
-def test_a_job_on_a_bucket_prepares_generates_trains_and_evaluates_there(seaweedfs, assets, tmp_path):
-    root = f"s3://{seaweedfs.new_bucket()}/store"
+def test_a_job_on_a_bucket_prepares_generates_trains_evaluates_and_resumes_there(seaweedfs, assets, tmp_path):
+    output = f"s3://{seaweedfs.new_bucket()}/out"
+    root = f"{output}/shards"
     # Every step waits for 4 interventional samples: the trainer follows the segments as datagen commits them.
-    config = tiny_job(assets, tmp_path / "out", "on-a-bucket", seeds_per_class=1,
+    config = tiny_job(assets, output, "on-a-bucket", seeds_per_class=1,
                       interventional={"batch_size": 4, "when_short": "wait"},
-                      train={"max_steps": 3, "checkpoint_every_steps": 100}, shards_root=root)
+                      train={"max_steps": 3, "checkpoint_every_steps": 2})
     result = run_job(config)
 
     assert result.train.steps == 3 and result.trained_samples["interventional"] == 3 * 4
-    assert not (tmp_path / "out" / "shards").exists()  # nothing of the store went to the output directory
+    assert not (config.local_output_dir / "shards").exists()  # the store is in the bucket only
     planned = CLASSES * 1 * IMAGES_PER_SEED
     keys = assert_store_exact(S3Url.parse(root), planned=planned)
     assert len(keys) == planned
@@ -40,3 +45,16 @@ def test_a_job_on_a_bucket_prepares_generates_trains_and_evaluates_there(seaweed
     scored = evaluate(model, "shards", f"{root}/interventional",
                       EvalConfig(loader=config.train.data, batch_size=16), torch.device("cpu"))
     assert scored.samples == planned
+
+    # The steps' checkpoints are in the bucket (the newest two, as keep_checkpoints says), and the
+    # resolved config beside them. A rerun on a machine without the scratch directory fetches the
+    # newest step from the bucket and trains nothing again; generation skips its done units.
+    checkpoints = S3Store(config.checkpoint_url)
+    assert checkpoints.get("latest", "latest", 100) == b"step_000000003"
+    assert {key.split("/")[0] for key, _ in checkpoints.list("step_")} == {"step_000000002", "step_000000003"}
+    assert S3Store(S3Url.parse(output)).get("config.sha256", "config hash", 100).decode().strip() == result.config_hash
+    shutil.rmtree(config.local_output_dir)  # genint's scratch directory: another machine has none
+    again = run_job(config)
+    assert [start.step for start in again.status.train.starts] == [3] and again.train.steps == 3
+    assert again.generated["interventional"].images == 0
+    assert_store_exact(S3Url.parse(root), planned=planned)

@@ -27,11 +27,14 @@ states are per rank; new ranks keep their fresh seeds. Sources without
 Everything genint puts in ``client_state`` is plain data (numbers, strings, bytes, lists, dicts,
 tensors), so checkpoints load with ``torch.load(weights_only=True)``. A save ends with a record
 of every file's sha256 and then ``latest``; a restore checks that record before DeepSpeed loads
-anything (``trainers.checkpoint_files``).
+anything (``trainers.checkpoint_files``). With a ``mirror`` URL every save is copied to object
+storage and a restore starts from the bucket's newest step when it is newer than the local one
+(``trainers.checkpoint_mirror``), so a job resumes on another machine from its bucket.
 """
 
 import logging
 import random
+import socket
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -39,6 +42,9 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from shards.errors import ShardError
+from shards.storage import S3Url
+from trainers import checkpoint_mirror
 from trainers.batches import BatchSource
 from trainers.checkpoint_files import (
     genint_tags,
@@ -99,8 +105,18 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(engine, directory: Path, step: int, sources: dict[str, BatchSource], keep: int) -> Path:
-    """Save a checkpoint of ``step`` on every rank; keep the newest ``keep``. Returns its path."""
+def _is_node_leader() -> bool:
+    """Whether this rank is the lowest rank on its host (the one that copies the host's files)."""
+    hosts: list[str] = [""] * dist.get_world_size()
+    dist.all_gather_object(hosts, socket.gethostname())
+    return hosts.index(hosts[dist.get_rank()]) == dist.get_rank()
+
+
+def save(engine, directory: Path, step: int, sources: dict[str, BatchSource], keep: int, mirror: S3Url | None = None) -> Path:
+    """Save a checkpoint of ``step`` on every rank; keep the newest ``keep``. Returns its path.
+
+    ``mirror``: also copy it to this ``s3://`` prefix (each node its own files, then rank 0 the record and ``latest``).
+    """
     local = {"sources": {name: source.state_dict() for name, source in sources.items()}, "rng": rng_state()}
     ranks: list[dict] = [{} for _ in range(dist.get_world_size())]
     dist.all_gather_object(ranks, local)
@@ -110,11 +126,18 @@ def save(engine, directory: Path, step: int, sources: dict[str, BatchSource], ke
     engine.save_checkpoint(str(directory), tag=tag, client_state={"step": step, "source_state_version": SOURCE_STATE_VERSION, "ranks": ranks}, save_latest=False)
     # save_checkpoint returns once this rank wrote its part; wait for all before recording and pruning.
     dist.barrier()
+    older = [path for path in genint_tags(directory) if path.name < tag]
+    kept = older[max(0, len(older) - (keep - 1)):]
+    if mirror is not None:
+        if _is_node_leader():
+            checkpoint_mirror.upload_files(directory / tag, mirror)
+        dist.barrier()  # every node's files are up before the record and ``latest`` commit the step
     if dist.get_rank() == 0:
         write_record(directory / tag)
         write_latest(directory, tag)
-        older = [path for path in genint_tags(directory) if path.name < tag]
-        remove_tags(older[: max(0, len(older) - (keep - 1))])
+        if mirror is not None:
+            checkpoint_mirror.commit_upload(directory / tag, mirror, [path.name for path in kept])
+        remove_tags([path for path in older if path not in kept])
     return directory / tag
 
 
@@ -134,8 +157,29 @@ def _checked_latest(directory: Path) -> tuple[Path | None, str | None]:
         return None, str(error)
 
 
-def restore(engine, directory: Path, sources: dict[str, BatchSource]) -> int:
+def _fetch_newer_mirror_step(directory: Path, mirror: S3Url) -> None:
+    """Download the bucket's newest step into ``directory`` (on every node) when the local one is older or absent."""
+    verdict = [None]
+    if dist.get_rank() == 0:
+        try:
+            remote = checkpoint_mirror.remote_latest(mirror)
+            local = latest_tag_dir(directory)
+            verdict = [remote if remote is not None and (local is None or local.name < remote) else None]
+        except (TrainError, ShardError) as error:
+            verdict = [TrainError(str(error))]
+    dist.broadcast_object_list(verdict, src=0)
+    if isinstance(verdict[0], TrainError):
+        raise verdict[0]
+    if verdict[0] is not None:
+        if _is_node_leader():
+            checkpoint_mirror.download_step(mirror, verdict[0], directory)
+        dist.barrier()  # every node holds the step before rank 0 checks it and every rank loads it
+
+
+def restore(engine, directory: Path, sources: dict[str, BatchSource], mirror: S3Url | None = None) -> int:
     """Load the newest checkpoint in ``directory`` if there is one. Returns its step (0: none).
+
+    ``mirror``: first fetch the newest step of this ``s3://`` prefix when it is newer than the local one.
 
     Rank 0 checks ``latest`` and the step's record and tells every rank the verdict, so all load the
     same step or all raise the same error. With the checkpoint's worker count every source and RNG
@@ -147,6 +191,8 @@ def restore(engine, directory: Path, sources: dict[str, BatchSource]) -> int:
         TrainError: ``latest`` or a file of the step it names fails the checks (not written by genint,
             changed since, outside the directory), or its source states are of another version.
     """
+    if mirror is not None:
+        _fetch_newer_mirror_step(directory, mirror)
     verdict = [_checked_latest(directory) if dist.get_rank() == 0 else None]
     dist.broadcast_object_list(verdict, src=0)
     tag_dir, refused = verdict[0]

@@ -7,6 +7,8 @@ from typing import Protocol
 import torch
 import torch.distributed as dist
 
+from shards.locations import S3Url
+
 from trainers import checkpoint
 from trainers.batches import BatchSource
 from trainers.callbacks import CheckpointReport, WorkerReport
@@ -28,7 +30,7 @@ class SourceFactory(Protocol):
 
 
 def run_worker(config: TrainConfig, make_source: SourceFactory, checkpoint_dir: Path, device: torch.device, emit: Emit,
-               should_stop: ShouldStop | None = None) -> int:
+               should_stop: ShouldStop | None = None, checkpoint_mirror: S3Url | None = None) -> int:
     """Train on this worker until ``config.max_steps``, resuming from ``checkpoint_dir`` if it holds one.
 
     Args:
@@ -39,6 +41,8 @@ def run_worker(config: TrainConfig, make_source: SourceFactory, checkpoint_dir: 
         emit: sends step reports and checkpoint notices to the driver (the same calls on every rank).
         should_stop: asked on rank 0 after every step; when it says True every rank saves a
             checkpoint and returns (a later run resumes there). None: run to ``max_steps``.
+        checkpoint_mirror: an ``s3://`` prefix every checkpoint is copied to and resumed from
+            (``trainers.checkpoint_mirror``); None: the local directory only.
     Returns:
         the last step trained.
     """
@@ -48,9 +52,9 @@ def run_worker(config: TrainConfig, make_source: SourceFactory, checkpoint_dir: 
     try:
         # Per-rank RNG streams for anything random in the step; a restore replaces them.
         seed_everything(config.seed * 1000 + rank)
-        start = checkpoint.restore(engine, checkpoint_dir, sources)
+        start = checkpoint.restore(engine, checkpoint_dir, sources, checkpoint_mirror)
         emit(WorkerReport(steps=[], started=start))
-        return _loop(config, engine, sources, checkpoint_dir, start, device, emit, should_stop)
+        return _loop(config, engine, sources, checkpoint_dir, start, device, emit, should_stop, checkpoint_mirror)
     finally:
         for source in sources.values():
             source.close()
@@ -68,7 +72,7 @@ def _stop_agreed(should_stop: ShouldStop | None, device: torch.device) -> bool:
 
 
 def _loop(config: TrainConfig, engine, sources: dict[str, BatchSource], checkpoint_dir: Path, start: int, device: torch.device,
-          emit: Emit, should_stop: ShouldStop | None) -> int:
+          emit: Emit, should_stop: ShouldStop | None, mirror: S3Url | None) -> int:
     objective = build_objective(config.objective)
     weights = {name: stream.loss_weight for name, stream in config.active_streams.items()}
     rank, layout = dist.get_rank(), memory_format(config, device)
@@ -80,7 +84,7 @@ def _loop(config: TrainConfig, engine, sources: dict[str, BatchSource], checkpoi
         saved = None
         if stopping or step % config.checkpoint_every_steps == 0 or step == config.max_steps:
             # A sync point: saving waits for the device and gathers every rank's state.
-            path = checkpoint.save(engine, checkpoint_dir, step, sources, config.keep_checkpoints)
+            path = checkpoint.save(engine, checkpoint_dir, step, sources, config.keep_checkpoints, mirror)
             saved = CheckpointReport(step, path)
         # Every rank reports at the same steps: a report is a collective in Ray Train.
         if saved or step % config.report_every_steps == 0:

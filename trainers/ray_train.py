@@ -21,8 +21,10 @@ from ray.train.v2._internal import constants as ray_train_constants
 from ray.train.v2.api.callback import UserCallback
 from ray.util.queue import Queue
 
+from shards.locations import S3Url
 from trainers.callbacks import StartReport, TrainCallback, TrainResult, WorkerReport
 from trainers.checkpoint_files import remove_checkpoints
+from trainers.checkpoint_mirror import remove_remote_checkpoints
 from trainers.config import TrainConfig
 from trainers.deepspeed_config import deepspeed_config, step_schedule
 from trainers.errors import TrainError
@@ -59,7 +61,8 @@ def _worker(args: dict) -> None:
         # runtime is found; a CPU worker builds no CUDA op, so the warning tells nothing.
         logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     device = ray.train.torch.get_device() if args["use_gpu"] else torch.device("cpu")
-    run_worker(args["config"], args["make_source"], Path(args["checkpoint_dir"]), device, _report, args["should_stop"])
+    run_worker(args["config"], args["make_source"], Path(args["checkpoint_dir"]), device, _report, args["should_stop"],
+               args["checkpoint_url"])
 
 
 class _Dispatcher:
@@ -155,6 +158,7 @@ def train(
     resume: bool = True,
     worker_resources: dict[str, float] | None = None,
     should_stop: ShouldStop | None = None,
+    checkpoint_url: S3Url | None = None,
 ) -> TrainResult:
     """Train with ``num_workers`` Ray Train workers (one DeepSpeed engine each) until ``config.max_steps``.
 
@@ -173,6 +177,8 @@ def train(
         should_stop: a picklable callable that rank 0 asks after every step (e.g. one reading a
             small Ray actor); True ends the run with a checkpoint before ``max_steps``, so a
             later ``train`` (maybe with another ``num_workers``) resumes there.
+        checkpoint_url: an ``s3://`` prefix every checkpoint is also copied to, and a run resumes
+            from when its step is newer than the local one (a job whose output is a bucket).
     Returns:
         the last step (below ``config.max_steps`` when stopped), the newest checkpoint and each rank's last loss.
     Raises:
@@ -186,6 +192,8 @@ def train(
     if not resume:
         logger.info("resume=False: removing old checkpoints in %s", checkpoint_dir)
         remove_checkpoints(checkpoint_dir)
+        if checkpoint_url is not None:
+            remove_remote_checkpoints(checkpoint_url)
     checkpoint_dir.mkdir(parents=True, exist_ok=True)
     # No CPU reserved: the queue only relays small dicts.
     queue = Queue(actor_options={"num_cpus": 0})
@@ -193,7 +201,7 @@ def train(
     trainer = TorchTrainer(
         _worker,
         train_loop_config={"config": config, "make_source": make_source, "checkpoint_dir": str(checkpoint_dir), "use_gpu": use_gpu,
-                           "should_stop": should_stop},
+                           "should_stop": should_stop, "checkpoint_url": checkpoint_url},
         scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, resources_per_worker=worker_resources),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         run_config=RunConfig(
