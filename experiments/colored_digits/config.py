@@ -25,7 +25,7 @@ MAX_SEEDS_PER_ARM = 100
 # 10 classes x 2 colours leave 3 of the palette's 23 to hold out, one at least for validation and the test each.
 MAX_COLOURS_PER_CLASS = 2
 
-ArmName = Literal["original", "observational", "interventional", "irm", "counterfactual"]
+ArmName = Literal["original", "observational", "interventional", "irm", "counterfactual", "interventional_pairs", "random_pairs"]
 # The default arms are the paper's Table 5; the CGN's counterfactual arm (seed 001) is asked for by name.
 ARMS: tuple[ArmName, ...] = ("original", "observational", "interventional", "irm")
 
@@ -100,6 +100,10 @@ class ExperimentConfig(BaseModel):
     batch_size: PositiveInt = Field(default=64, le=MAX_BATCH_SIZE, description="images per step; IRM takes half from each colour environment")
     train: TrainConfig = Field(description="the classifier and its optimisation; each arm sets streams, objective and seed")
     irm: ObjectiveConfig = Field(default_factory=lambda: ObjectiveConfig(name="irm", irm_weight=10.0, irm_anneal_steps=50))
+    gradient_supervision: ObjectiveConfig = Field(
+        default_factory=lambda: ObjectiveConfig(name="gradient_supervision", gs_lambda=1.0), description=(
+            "the pair arms' objective (seed 002): interventional_pairs trains on the interventional strategy's images with "
+            "each one's other-class partner (same latent), random_pairs (the control) on unrelated other-class partners"))
     search: BoundSearchConfig | None = Field(default=None, description="choose the interventional strategy by the causal bound; "
                                              "None: use interventional as written")
     explain: ExplainConfig = Field(default_factory=lambda: ExplainConfig(device="cpu"), description=(
@@ -119,6 +123,8 @@ class ExperimentConfig(BaseModel):
             raise ValueError(f"counterfactual.kind must be counterfactual (got {self.counterfactual.kind})")
         if self.irm.name != "irm":
             raise ValueError(f"irm.name must be irm (got {self.irm.name})")
+        if self.gradient_supervision.name != "gradient_supervision":
+            raise ValueError(f"gradient_supervision.name must be gradient_supervision (got {self.gradient_supervision.name})")
         if "irm" in self.arms and self.data.colours_per_class < 2:
             raise ValueError("arms: irm needs data.colours_per_class >= 2, since its environments are a class's colours "
                              f"(got {self.data.colours_per_class}); leave irm out of arms")

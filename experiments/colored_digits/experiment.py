@@ -28,6 +28,7 @@ from experiments.colored_digits.jobs import (
     COUNTERFACTUAL_STREAM,
     GENERATED_STREAMS,
     ORIGINAL_STREAM,
+    PAIR_STREAMS,
     TEST_STREAMS,
     arm_job,
     data_dir,
@@ -82,6 +83,9 @@ def run_experiment(experiment: ExperimentConfig, fresh: bool = False) -> Experim
         _generate_stream(experiment, "interventional", digest)
         if COUNTERFACTUAL_STREAM in experiment.arms:
             _generate_stream(experiment, COUNTERFACTUAL_STREAM, digest)  # trains the CGN first
+        for stream in PAIR_STREAMS:
+            if stream in experiment.arms:
+                _generate_stream(experiment, stream, digest)
         runs = run_arms_of(experiment.arms)  # the original arm's are reused
     correlation = analyse_correlation(experiment, [ORIGINAL_STREAM, *GENERATED_STREAMS], experiment.interventional)
     explanations = explain_arms(experiment, palette, runs)

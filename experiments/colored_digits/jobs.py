@@ -8,6 +8,7 @@ from pathlib import Path
 
 from cluster.config import JobConfig
 from datagen.config import DatagenConfig, GeneratorConfig
+from datagen.strategy_config import PairsConfig, StrategyConfig
 from experiments.colored_digits.config import ArmName, ExperimentConfig
 from experiments.colored_digits.data import environment_splits, split_names
 from experiments.harness.arms import arm_dir
@@ -20,6 +21,10 @@ GENERATED_STREAMS: tuple[ArmName, ...] = ("observational", "interventional")
 # The CGN's stream, generated only when its arm runs; its generator lives beside the CVAE.
 COUNTERFACTUAL_STREAM: ArmName = "counterfactual"
 CGN_WEIGHTS = "generator-cgn"
+# The pair arms' streams (seed 002), generated only when their arm runs: the interventional strategy with each
+# image's partner of another class, from the same latent or (the control) an unrelated one.
+PAIR_STREAMS: dict[ArmName, PairsConfig] = {"interventional_pairs": PairsConfig(partner="other_class"),
+                                           "random_pairs": PairsConfig(partner="random")}
 TEST_STREAMS = ("test_confounded", "test_causal")
 # Drawn like the causal test with its own held-out colours: what settings are chosen on (e.g. the
 # held-out real images of the causal bound), never the causal test.
@@ -43,7 +48,15 @@ def store_config(experiment: ExperimentConfig, prepare: dict[str, PrepareConfig]
 
 def generated_streams(experiment: ExperimentConfig) -> tuple[ArmName, ...]:
     """The generated streams the experiment makes: the CVAE's two, and the CGN's when its arm runs."""
-    return (*GENERATED_STREAMS, *([COUNTERFACTUAL_STREAM] if COUNTERFACTUAL_STREAM in experiment.arms else []))
+    asked = [stream for stream in (COUNTERFACTUAL_STREAM, *PAIR_STREAMS) if stream in experiment.arms]
+    return (*GENERATED_STREAMS, *asked)
+
+
+def stream_strategy(experiment: ExperimentConfig, stream: ArmName) -> StrategyConfig:
+    """The strategy that generates ``stream``: the experiment's own, the pair streams' the interventional one with pairs."""
+    if stream in PAIR_STREAMS:
+        return experiment.interventional.model_copy(update={"pairs": PAIR_STREAMS[stream]})
+    return getattr(experiment, stream)
 
 
 def _generator(experiment: ExperimentConfig, stream: ArmName) -> GeneratorConfig:
@@ -71,7 +84,7 @@ def data_job(experiment: ExperimentConfig, stream: ArmName = "interventional") -
             device="cpu",
             generator=_generator(experiment, stream),
             directions=experiment.directions.model_copy(update={"path": experiment.output_dir / "directions.npz"}),
-            strategy=getattr(experiment, stream),
+            strategy=stream_strategy(experiment, stream),
             stream=stream,
             seeds_per_unit=20,
             seed=experiment.data.seed,
@@ -83,15 +96,17 @@ def data_job(experiment: ExperimentConfig, stream: ArmName = "interventional") -
 
 def arm_streams(experiment: ExperimentConfig, arm: ArmName) -> dict[str, StreamConfig]:
     """What the arm's classifier reads each step; the generative arms see generated data only, as in the paper."""
+    half = max(1, experiment.batch_size // 2)
     if arm == "irm":
-        half = max(1, experiment.batch_size // 2)
         return {stream_of_split(split): StreamConfig(batch_size=half) for split in environment_splits(experiment.data)}
+    if arm in PAIR_STREAMS:  # half as many pairs: as many images per step as the other arms
+        return {arm: StreamConfig(batch_size=half, pairs=True)}
     return {stream_of_split("train") if arm == "original" else arm: StreamConfig(batch_size=experiment.batch_size)}
 
 
 def arm_job(experiment: ExperimentConfig, arm: ArmName, seed: int) -> JobConfig:
     """The training job of one arm and classifier seed (no generation: it reads the shared store)."""
-    objective = experiment.irm if arm == "irm" else ObjectiveConfig()
+    objective = experiment.irm if arm == "irm" else experiment.gradient_supervision if arm in PAIR_STREAMS else ObjectiveConfig()
     train = experiment.train.model_copy(update={"streams": arm_streams(experiment, arm), "objective": objective, "seed": seed})
     return JobConfig(
         name=f"{experiment.name}-{arm}-seed{seed}",

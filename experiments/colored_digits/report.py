@@ -36,7 +36,9 @@ ARM_TITLES = {
     "interventional": "interventional CVAE",
 }
 # The arm seed 001 adds (not in Table 5, so not among the default arms).
-TITLES = ARM_TITLES | {"counterfactual": "CGN counterfactuals"}
+TITLES = ARM_TITLES | {"counterfactual": "CGN counterfactuals",
+                       # seed 002's gradient supervision (no Colored Digits number in the seed: its columns stay empty)
+                       "interventional_pairs": "GS on interventional pairs", "random_pairs": "GS on random pairs (control)"}
 # The issue's goals for the generated streams: the observational CVAE keeps the training joint (the
 # paper's "no new color emerges", Fig. 9); the interventions make new backgrounds (Fig. 10).
 FIDELITY_GOALS = {
