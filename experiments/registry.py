@@ -21,6 +21,7 @@ from cluster.errors import ConfigError
 EXPERIMENTS = {
     "cgn_digits": "experiments.cgn_digits",
     "colored_digits": "experiments.colored_digits",
+    "digits_pvr": "experiments.digits_pvr",
 }
 
 

@@ -19,13 +19,22 @@ def decode_causal_values(raw: bytes, names: Sequence[str], key: str) -> list[int
     """The values of the variables ``names`` (in that order) from a sample's ``json`` field.
 
     Raises:
-        SampleError: naming the sample, when the field is not a JSON object, has no ``causal_variables``
-            object, lacks one of ``names`` or holds a value that is not a non-negative integer.
+        SampleError: naming the sample, when the field is not JSON or ``causal_values`` refuses the record.
     """
     try:
         record = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as error:
         raise SampleError(f"sample {key}: json field is not valid JSON ({error})") from None
+    return causal_values(record, names, key)
+
+
+def causal_values(record: object, names: Sequence[str], key: str) -> list[int]:
+    """The values of the variables ``names`` (in that order) from a sample's provenance record.
+
+    Raises:
+        SampleError: naming the sample, when the record is not an object, has no ``causal_variables``
+            object, lacks one of ``names`` or holds a value that is not a non-negative integer.
+    """
     variables = record.get(CAUSAL_VARIABLES_KEY) if isinstance(record, dict) else None
     if not isinstance(variables, dict):
         raise SampleError(f"sample {key}: its json has no {CAUSAL_VARIABLES_KEY} object; the causal model needs "

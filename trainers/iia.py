@@ -1,10 +1,17 @@
 """Interchange intervention accuracy (IIA, the seed's Eqn. 3): how often the intervened network's
 prediction equals the intervened causal model's output, over (base, source, variable) triples."""
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 from torch import nn
 
+from shards.causal_values import causal_values
+from shards.errors import ShardError
+from shards.images import read_stream_samples
 from trainers.causal_models import CausalModel
+from trainers.data.config import LoaderConfig
 from trainers.errors import TrainError
 from trainers.interventions import Alignment, interchange_forward
 
@@ -41,3 +48,39 @@ def interchange_intervention_accuracy(model: nn.Module, alignment: Alignment, ca
         expected = causal.counterfactual(values[b], values[s], v).to(logits.device)
         agree += int((logits.argmax(1) == expected).sum())  # one sync per evaluation batch
     return agree / len(base)
+
+
+@dataclass(frozen=True)
+class StreamWithValues:
+    """A whole stream in memory as the trainer sees it: normalised images (N, 3, S, S), labels (N,), causal variables (N, V)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    values: torch.Tensor
+
+
+def read_stream_with_values(stream_dir: Path, causal: CausalModel, loader: LoaderConfig) -> StreamWithValues:
+    """Every committed sample of a shard stream with its causal variables (``shards.causal_values``), resized to
+    ``loader.crop_size`` and normalised like ``augment: none`` training batches.
+
+    Raises:
+        TrainError: one line, when the stream cannot be read or a sample lacks the causal model's variables.
+    """
+    try:
+        samples = read_stream_samples(Path(stream_dir), loader.crop_size)
+        values = [causal_values(record, causal.variables, key) for record, key in zip(samples.provenance, samples.keys)]
+    except ShardError as error:
+        raise TrainError(f"{stream_dir}: {error}") from None
+    if not values:
+        raise TrainError(f"{stream_dir}: the manifest lists no committed samples")
+    mean, std = torch.tensor(loader.mean).view(1, 3, 1, 1), torch.tensor(loader.std).view(1, 3, 1, 1)
+    images = (torch.from_numpy(samples.images).float() / 255 - mean) / std
+    return StreamWithValues(images, torch.from_numpy(samples.labels), torch.tensor(values, dtype=torch.int64))
+
+
+@torch.no_grad()
+def behavioural_accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch_size: int = 512) -> float:
+    """Top-1 accuracy in [0, 1] of ``model`` on ``inputs``."""
+    hits = sum(int((model(inputs[start : start + batch_size]).argmax(1) == labels[start : start + batch_size]).sum())
+               for start in range(0, len(labels), batch_size))  # one sync per batch
+    return hits / len(labels)

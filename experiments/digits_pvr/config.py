@@ -1,0 +1,65 @@
+"""The digits pointer-value benchmark's config (seed 003): grid counts per stream, the arms, the IIT
+objective they share and the classifier's training."""
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+
+from cluster.config import MAX_NAME_CHARS
+from datagen.limits import MAX_SAMPLES, MAX_SEED
+from experiments.colored_digits.config import MAX_SEEDS_PER_ARM, distinct_arms
+from trainers.config import ObjectiveConfig, TrainConfig
+from trainers.limits import MAX_BATCH_SIZE
+from trainers.limits import MAX_SEED as MAX_TRAIN_SEED
+
+# The seed's Table 1 rows we run. "iit_multitask" (IIT + one linear head per aligned slice) is not built yet.
+ArmName = Literal["standard", "augmentation", "iit", "untyped_iit"]
+ARMS: tuple[ArmName, ...] = ("standard", "augmentation", "iit", "untyped_iit")
+MAX_IIA_TRIPLES = 100_000
+
+
+class GridCounts(BaseModel):
+    """How many grids each stream holds (the digit images are split first: no image is in two splits)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    seed: int = Field(default=3, ge=0, le=MAX_SEED, description="fixes the image pools and every grid")
+    train: PositiveInt = Field(default=6000, le=MAX_SAMPLES, description="grids of the training stream (original)")
+    validation: PositiveInt = Field(default=1000, le=MAX_SAMPLES, description="drawn like training: what settings are chosen on")
+    test: PositiveInt = Field(default=1000, le=MAX_SAMPLES, description="grids whose pointed-at cell holds a held-out digit")
+    augmented: PositiveInt = Field(default=6000, le=MAX_SAMPLES, description="the augmentation arm's swapped training grids")
+
+
+class ExperimentConfig(BaseModel):
+    """Everything one digits-PVR run needs; each arm and seed becomes one genint job."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    kind: Literal["digits_pvr"] = Field(default="digits_pvr", description="which experiment this config runs (experiments/registry.py)")
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=MAX_NAME_CHARS)
+    output_dir: Path
+    seeds: list[Annotated[NonNegativeInt, Field(le=MAX_TRAIN_SEED)]] = Field(
+        default=[0, 1, 2], min_length=1, max_length=MAX_SEEDS_PER_ARM, description="classifier seeds per arm")
+    arms: list[ArmName] = Field(default=list(ARMS), min_length=1)
+    data: GridCounts = Field(default_factory=GridCounts)
+    batch_size: PositiveInt = Field(default=64, le=MAX_BATCH_SIZE, description="grids per step (augmentation: half swapped)")
+    iit: ObjectiveConfig = Field(default_factory=lambda: ObjectiveConfig(name="interchange_intervention"), description=(
+        "the IIT arms' objective (untyped_iit sets typed: false); causal_model must be pointer_value"))
+    iia_triples: PositiveInt = Field(default=4000, le=MAX_IIA_TRIPLES, description="(base, source, variable) triples sampled per split for IIA")
+    train: TrainConfig = Field(description="the classifier and its optimisation; each arm sets streams, objective and seed")
+
+    _arms_once = field_validator("arms")(distinct_arms)
+
+    @model_validator(mode="after")
+    def _objective_fits(self) -> "ExperimentConfig":
+        if self.iit.name != "interchange_intervention" or self.iit.causal_model != "pointer_value":
+            raise ValueError(f"iit must be name interchange_intervention with causal_model pointer_value "
+                             f"(got {self.iit.name}, {self.iit.causal_model})")
+        if self.train.num_classes != 10:
+            raise ValueError(f"train.num_classes must be 10, the pointed-at digit (got {self.train.num_classes})")
+        return self
+
+    @property
+    def store_dir(self) -> Path:
+        return self.output_dir / "shards"
