@@ -5,6 +5,8 @@ Exit codes: 0 success, 1 failure (including verify problems), 2 bad config or us
 """
 
 import argparse
+import dataclasses
+import json
 import sys
 import typing
 from pathlib import Path
@@ -19,9 +21,10 @@ from cluster.strategy_cli import STRATEGY_HANDLERS, add_strategy_commands
 from datagen.errors import DatagenError
 from shards.config import MAX_PREPARE_WORKERS, MAX_SEED
 from shards.errors import ShardError
+from shards.files import write_durably
 from shards.locations import is_s3_url
 from trainers.errors import TrainError
-from trainers.limits import MAX_CLASSES
+from trainers.limits import MAX_CLASSES, MAX_IIA_TRIPLES
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -109,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("eval", help="top-1/top-5 (ObjectNet, ImageNet-C mCE, ImageNet-V2, folders, shards)")
     evaluate.add_argument("checkpoint", help="a trainer checkpoint directory, a state_dict file, or torchvision weights name")
-    evaluate.add_argument("--suite", required=True, help="imagefolder, shards, objectnet, imagenet-c or imagenet-v2")
+    evaluate.add_argument("--suite", required=True, help="imagefolder, shards, objectnet, imagenet-c, imagenet-v2, or iia (a shard "
+                          "stream whose samples carry causal variables; needs --config: train.objective's causal model and alignment)")
     evaluate.add_argument("--data", required=True, type=_store_root, help="the evaluation set's directory (shards: also s3://BUCKET/PREFIX)")
     evaluate.add_argument("--config", type=Path, help="the job config (model, classes, normalisation); else the flags below")
     evaluate.add_argument("--arch", default="resnet152", help="model architecture without --config (default resnet152)")
@@ -118,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--device", default="auto", help="auto, cpu or cuda")
     evaluate.add_argument("--objectnet-unmapped", choices=("error", "skip"), default="error",
                           help="an ObjectNet folder outside the 113 ImageNet-overlapping classes: fail (default) or leave it out")
+    evaluate.add_argument("--triples", type=_whole_number(1, MAX_IIA_TRIPLES), default=10_000,
+                          help="iia: (base, source, variable) triples sampled from the stream (default 10000)")
 
     corrupt = commands.add_parser("imagenet-c", help="ImageNet-C tools").add_subparsers(dest="action", required=True)
     build = corrupt.add_parser("build", help="make a corruption/severity directory from an ImageFolder")
@@ -275,11 +281,33 @@ def _eval_device(name: str):
     return device
 
 
+def _eval_iia(args: argparse.Namespace) -> int:
+    """``genint eval --suite iia``: behavioural accuracy and interchange intervention accuracy on one stream."""
+    from trainers.iia import evaluate_iia
+    from trainers.models import load_classifier
+
+    if not args.config:
+        raise ConfigError("--suite iia needs --config: the job config whose train.objective names the causal model and alignment")
+    train = load_config(args.config).train
+    device = _eval_device(args.device)
+    model = load_classifier(args.checkpoint, train.model, train.num_classes).to(device)
+    result = evaluate_iia(model, args.data, train.objective.causal_model, train.objective.alignment, train.data, args.triples,
+                          device=device)
+    console.print(f"iia: {result.samples} samples of {result.data_dir}: behavioural top-1 {100 * result.behavioural_top1:.2f} %, "
+                  f"IIA {100 * result.iia:.2f} % over {result.triples} triples ({result.causal_model} at {result.alignment_module})")
+    destination = args.json or Path("eval-iia.json")
+    write_durably(destination, json.dumps({"suite": "iia", **dataclasses.asdict(result)}, indent=1).encode())
+    console.print(f"eval: results -> {destination}")
+    return 0
+
+
 def _eval(args: argparse.Namespace) -> int:
     from trainers.config import ARCHITECTURES
     from trainers.evaluation import SUITES, EvalConfig, evaluate, format_table, write_json
     from trainers.models import load_classifier
 
+    if args.suite == "iia":
+        return _eval_iia(args)
     if args.suite not in SUITES:
         raise ConfigError(f"--suite {args.suite!r}: choose one of {', '.join(SUITES)}")
     arch, num_classes, eval_config = args.arch, args.num_classes, EvalConfig(objectnet_unmapped=args.objectnet_unmapped)

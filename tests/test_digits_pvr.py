@@ -1,6 +1,7 @@
 """The digits pointer-value benchmark (seed 003), shortened, through `genint experiment`: the grid streams
 carry their digits into IIT's batches through DALI, and the report holds behavioural accuracy and IIA on the
-training, validation and test streams beside the seed's Table 1."""
+training, validation and test streams beside the seed's Table 1; `genint eval --suite iia` on the test
+stream gives the report's numbers."""
 
 import json
 from pathlib import Path
@@ -37,3 +38,15 @@ def test_short_benchmark_trains_iit_on_shard_digits_and_reports_iia(tmp_path):
     # rerun: every arm is reused (nothing trains again), the report is the same
     assert main(["experiment", str(CONFIG), *settings]) == 0
     assert json.loads((output / REPORT_JSON).read_text())["arms"] == report["arms"]
+
+    # genint eval --suite iia with the arm's resolved job config: the same seeded triples give the report's test figures
+    arm_dir = output / "arms" / "iit" / "seed0"
+    evaluated = tmp_path / "iia.json"
+    command = ["eval", result["checkpoint"], "--suite", "iia", "--data", str(output / "shards" / "test"), "--device", "cpu",
+               "--triples", "128", "--json", str(evaluated)]
+    assert main([*command, "--config", str(arm_dir / "config.yaml")]) == 0
+    measured = json.loads(evaluated.read_text())
+    assert measured["samples"] == 64 and measured["triples"] == 128 and measured["alignment_module"] == "features.1"
+    assert 100 * measured["behavioural_top1"] == pytest.approx(arm["means"]["behaviour_test"])
+    assert 100 * measured["iia"] == pytest.approx(arm["means"]["iia_test"])
+    assert main(command) == 2  # no --config: one line, nothing written

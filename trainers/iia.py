@@ -10,7 +10,7 @@ from torch import nn
 from shards.causal_values import causal_values
 from shards.errors import ShardError
 from shards.images import read_stream_samples
-from trainers.causal_models import CausalModel
+from trainers.causal_models import CausalModel, causal_model
 from trainers.data.config import LoaderConfig
 from trainers.errors import TrainError
 from trainers.interventions import Alignment, interchange_forward
@@ -84,3 +84,34 @@ def behavioural_accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.T
     hits = sum(int((model(inputs[start : start + batch_size]).argmax(1) == labels[start : start + batch_size]).sum())
                for start in range(0, len(labels), batch_size))  # one sync per batch
     return hits / len(labels)
+
+
+@dataclass(frozen=True)
+class IiaEvaluation:
+    """``genint eval --suite iia``: behavioural accuracy and IIA of a classifier on one stream, both in [0, 1]."""
+
+    data_dir: str
+    samples: int
+    causal_model: str
+    alignment_module: str
+    triples: int
+    behavioural_top1: float
+    iia: float
+
+
+def evaluate_iia(model: nn.Module, stream_dir: Path, causal_name: str, alignment: Alignment, loader: LoaderConfig,
+                 triples: int, seed: int = 0, device: torch.device | str = "cpu") -> IiaEvaluation:
+    """Behavioural accuracy over every sample of the stream and IIA over ``triples`` sampled (base, source, variable)
+    triples of it (seeded), the variable's aligned site swapped as in the seed's Eqn. 3. ``model`` is on ``device``.
+
+    Raises:
+        TrainError: one line for an unregistered causal model, an alignment the model lacks, or a stream without
+            the causal variables.
+    """
+    causal = causal_model(causal_name)
+    data = read_stream_with_values(stream_dir, causal, loader)
+    images, labels = data.images.to(device), data.labels.to(device)
+    model = model.eval()
+    sampled = sampled_triples(len(labels), len(causal.variables), triples, seed)
+    return IiaEvaluation(str(stream_dir), len(labels), causal_name, alignment.module, triples, behavioural_accuracy(model, images, labels),
+                         interchange_intervention_accuracy(model, alignment, causal, images, data.values, sampled))

@@ -18,3 +18,4 @@ MAX_TIMEOUT_S = 30 * 24 * 3600.0
 MAX_ANGLE_DEG = 180.0
 # The loop seeds numpy with ``seed * 1000 + rank``, which numpy needs below 2**32.
 MAX_SEED = (2**32 - MAX_WORKERS) // 1000
+MAX_IIA_TRIPLES = 1_000_000  # (base, source, variable) triples one IIA evaluation samples

@@ -10,13 +10,12 @@ from cluster.config import MAX_NAME_CHARS
 from datagen.limits import MAX_SAMPLES, MAX_SEED
 from experiments.colored_digits.config import MAX_SEEDS_PER_ARM, distinct_arms
 from trainers.config import ObjectiveConfig, TrainConfig
-from trainers.limits import MAX_BATCH_SIZE
+from trainers.limits import MAX_BATCH_SIZE, MAX_IIA_TRIPLES
 from trainers.limits import MAX_SEED as MAX_TRAIN_SEED
 
 # The seed's Table 1 rows we run. "iit_multitask" (IIT + one linear head per aligned slice) is not built yet.
 ArmName = Literal["standard", "augmentation", "iit", "untyped_iit"]
 ARMS: tuple[ArmName, ...] = ("standard", "augmentation", "iit", "untyped_iit")
-MAX_IIA_TRIPLES = 100_000
 
 
 class GridCounts(BaseModel):
