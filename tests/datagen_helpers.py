@@ -15,6 +15,7 @@ from datagen.generators.biggan import (
     tiny_biggan_config,
 )
 from shards.config import StoreRef
+from shards.locations import stream_location
 
 
 def save_tiny_biggan(root: Path, num_classes: int = 3, image_size: int = 16) -> tuple[Path, Path]:
@@ -43,9 +44,10 @@ def tiny_datagen_config(weights: Path, directions: Path, **overrides) -> Datagen
     return DatagenConfig.model_validate(settings)
 
 
-def tiny_store(root: Path, max_samples_per_shard: int, max_bytes_per_shard: int = 10**9) -> StoreRef:
-    """A store at ``root`` rolling shards after ``max_samples_per_shard`` samples, config hash ``hash``."""
-    return StoreRef(Path(root), max_samples_per_shard, max_bytes_per_shard, "hash")
+def tiny_store(root: "Path | str", max_samples_per_shard: int, max_bytes_per_shard: int = 10**9) -> StoreRef:
+    """A store at ``root`` (a directory or an ``s3://`` prefix) rolling shards after
+    ``max_samples_per_shard`` samples, config hash ``hash``."""
+    return StoreRef(stream_location(root), max_samples_per_shard, max_bytes_per_shard, "hash")
 
 
 def actor_handles(pool: ActorPool) -> dict:
