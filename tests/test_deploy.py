@@ -148,3 +148,40 @@ def test_rayjob_reads_its_config_where_the_head_mounts_the_configmap():
     mounts = {mount["mountPath"]: mount["name"] for mount in head["containers"][0]["volumeMounts"]}
     config_path = Path(entrypoint[2])
     assert volumes[mounts[str(config_path.parent)]]["configMap"]["name"] == "genint-job"
+
+
+# The object-storage variant (raycluster-s3.yaml, rayjob-s3.yaml): no shared volume, the bucket's
+# keys and GENINT_OUTPUT_URL from the Secret genint-s3, the same groups and placement as above.
+def _s3_docs() -> tuple[list[dict], dict]:
+    docs = list(yaml.safe_load_all((KUBERAY / "raycluster-s3.yaml").read_text()))
+    return docs, yaml.safe_load((KUBERAY / "rayjob-s3.yaml").read_text())
+
+
+def test_s3_cluster_has_no_shared_volume_and_every_ray_pod_reads_the_bucket_secret():
+    docs, job = _s3_docs()
+    assert [doc["kind"] for doc in docs] == ["RayCluster"]  # no PersistentVolumeClaim
+    (cluster,) = docs
+    specs = [cluster["spec"]["headGroupSpec"]["template"]["spec"]]
+    specs += [group["template"]["spec"] for group in cluster["spec"]["workerGroupSpecs"]]
+    for spec in specs:
+        assert not [volume for volume in spec["volumes"] if "persistentVolumeClaim" in volume]
+        ray_container = spec["containers"][0]
+        assert ray_container["envFrom"] == [{"secretRef": {"name": "genint-s3"}}]
+        # genint's scratch (TMPDIR's default /tmp) is the pod's own disk.
+        mounts = {mount["mountPath"]: mount["name"] for mount in ray_container["volumeMounts"]}
+        scratch = {volume["name"]: volume for volume in spec["volumes"]}[mounts["/tmp"]]
+        assert "emptyDir" in scratch
+    assert job["spec"]["clusterSelector"]["ray.io/cluster"] == cluster["metadata"]["name"]
+    assert "--set output_dir=$GENINT_OUTPUT_URL" in job["spec"]["entrypoint"]
+
+
+def test_s3_cluster_places_like_the_shared_volume_one():
+    (cluster,), _ = _s3_docs()
+    shared = _raycluster()
+
+    def placement(spec: dict) -> list:
+        return [(group["groupName"], group["rayStartParams"], group["minReplicas"], group["maxReplicas"],
+                 _pod_containers(group)[0]["resources"]) for group in spec["workerGroupSpecs"]]
+
+    assert placement(cluster["spec"]) == placement(shared["spec"])
+    assert cluster["spec"]["headGroupSpec"]["rayStartParams"] == shared["spec"]["headGroupSpec"]["rayStartParams"]
