@@ -27,7 +27,7 @@ from datagen.transfer_stage import (
 )
 from datagen.units import WorkUnit, plan_units
 from shards.config import StoreRef
-from shards.locations import StreamLocation
+from shards.locations import S3Url, StreamLocation
 from shards.stores import read_stream_file, write_stream_file
 
 PLAN_FILE = "datagen-plan.json"
@@ -62,6 +62,9 @@ def plan_generation(config: DatagenConfig, output_dir: Path, store: StoreRef) ->
     if unknown:
         raise DatagenError(f"datagen.classes {unknown} are not classes of {generator.generator_id} (it has {generator.num_classes})")
     if config.transfer.actors > 0:
+        if isinstance(store.root, S3Url):
+            raise DatagenError(f"datagen.transfer.actors: style transfer reads its content stream from a local store only, "
+                               f"and this job's store is {store.root}; set datagen.transfer.actors to 0 or use a local shards.root")
         check_vgg_weights(config.transfer.gatys.vgg_weights)
     record_plan(store.stream_dir(config.stream), config, generator.generator_id, directions_hash)
     settings = ActorSettings(datagen=config, store=store, weights=weights, directions_path=directions_path)

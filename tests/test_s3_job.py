@@ -8,7 +8,9 @@ import shutil
 import pytest
 import torch
 
+from cluster.generation import plan_job_generation
 from cluster.run import run_job
+from datagen.errors import DatagenError
 from shards.storage import S3Store, S3Url
 from shards.stores import open_manifest
 from tests.job_helpers import CLASSES, IMAGES_PER_SEED, assert_store_exact, job_assets, tiny_job
@@ -58,3 +60,12 @@ def test_a_job_on_a_bucket_prepares_generates_trains_evaluates_and_resumes_there
     assert [start.step for start in again.status.train.starts] == [3] and again.train.steps == 3
     assert again.generated["interventional"].images == 0
     assert_store_exact(S3Url.parse(root), planned=planned)
+
+
+def test_style_transfer_on_a_bucket_is_refused_in_one_line_before_anything_is_written(seaweedfs, assets, tmp_path):
+    root = f"s3://{seaweedfs.new_bucket()}/store"
+    config = tiny_job(assets, tmp_path / "out", "transfer-on-a-bucket", seeds_per_class=1, interventional={"batch_size": 4}, train={},
+                      datagen={"transfer": {"actors": 1}}, shards_root=root)
+    with pytest.raises(DatagenError, match=rf"^datagen.transfer.actors: .* this job's store is {root}; set datagen.transfer.actors to 0"):
+        plan_job_generation(config, "hash")
+    assert list(S3Store(S3Url.parse(root)).list("")) == []
