@@ -23,3 +23,5 @@ def test_the_pair_arms_generate_paired_interventional_streams_and_train_gs_on_th
         assert {name: (config.batch_size, config.pairs) for name, config in train.streams.items()} == {stream: (experiment.batch_size // 2, True)}
         assert train.micro_batch_size == arm_job(experiment, "interventional", seed=1).train.micro_batch_size
     assert "pairs" not in stream_strategy(experiment, "interventional").model_dump(mode="json")  # the plain stream is unchanged
+    tuned = load_config(CONFIG, [f"output_dir={tmp_path}", "gradient_supervision.gs_lambda=10"], model=ExperimentConfig)
+    assert (tuned.gradient_supervision.name, tuned.gradient_supervision.gs_lambda) == ("gradient_supervision", 10.0)

@@ -16,7 +16,7 @@ from trainers.memory_source import MemorySource
 from trainers.objectives import GradientSupervision, Segment, build_objective
 from trainers.step import mix_batches, train_step
 
-STEPS, BATCH = 30, 16
+STEPS, BATCH = 20, 16
 
 
 def hand_cosine_distance(a: list[float], b: list[float]) -> float:

@@ -113,6 +113,12 @@ class ExperimentConfig(BaseModel):
 
     _arms_once = field_validator("arms")(distinct_arms)
 
+    @field_validator("gradient_supervision", mode="before")
+    @classmethod
+    def _named_gradient_supervision(cls, raw):
+        # A section given in part (``--set gradient_supervision.gs_lambda=10``) is still gradient supervision.
+        return {"name": "gradient_supervision", **raw} if isinstance(raw, dict) else raw
+
     @model_validator(mode="after")
     def _strategies_fit_their_arms(self) -> "ExperimentConfig":
         if self.observational.kind != "observational":
