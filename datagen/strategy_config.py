@@ -74,7 +74,7 @@ def read_strategy_file(path: Path) -> dict:
 class PairsConfig(BaseModel):
     """Counterfactual pairs: every image is generated with a partner of another class (seed 002's pairs)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     partner: Literal["other_class", "random"] = Field(default="other_class", description=(
         "other_class: the same (edited) latent with another class drawn uniformly; random: the control, an unrelated "
