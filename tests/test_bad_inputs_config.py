@@ -8,8 +8,10 @@ import os
 from pathlib import Path
 
 from cluster.config_yaml import MAX_CONFIG_BYTES, MAX_ECHO_CHARS, MAX_NESTING, MAX_VALUES
+from experiments.registry import EXPERIMENTS
 from tests.bad_input_helpers import BadInput, check_bad_input, table
 
+KNOWN_KINDS = ", ".join(EXPERIMENTS)  # the registry's order, as the error names them
 EXPERIMENT_TEXT = (Path(__file__).parent.parent / "configs" / "experiments" / "colored-digits.yaml").read_text()
 JOB_TEXT = "name: job\noutput_dir: out\ntrain:\n  model: small_cnn\n  streams: {original: {batch_size: 4}}\n"
 LAUGHS = JOB_TEXT + "  deepspeed:\n    l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
@@ -143,11 +145,11 @@ CASES = [
     BadInput("experiment-billion-laughs", ["experiment", "experiment.yaml"], 2, f"more than {MAX_VALUES} values",
              _experiment(EXPERIMENT_TEXT + LAUGHS[LAUGHS.index("  deepspeed:"):])),
     BadInput("experiment-given-a-job-config", ["experiment", "job.yaml"], 2,
-             "job.yaml: kind is required: it names the experiment (known kinds: cgn_digits, colored_digits)", _job(JOB_TEXT)),
+             f"job.yaml: kind is required: it names the experiment (known kinds: {KNOWN_KINDS})", _job(JOB_TEXT)),
     BadInput("experiment-unknown-kind", ["experiment", "experiment.yaml", "--set", "kind=colored_mnist"], 2,
-             "experiment.yaml: kind must be one of the known kinds: cgn_digits, colored_digits (got 'colored_mnist')", _experiment(EXPERIMENT_TEXT)),
+             f"experiment.yaml: kind must be one of the known kinds: {KNOWN_KINDS} (got 'colored_mnist')", _experiment(EXPERIMENT_TEXT)),
     BadInput("experiment-kind-not-a-name", ["experiment", "experiment.yaml", "--set", "kind=[colored_digits]"], 2,
-             "experiment.yaml: kind must be one of the known kinds: cgn_digits, colored_digits (got ['colored_digits'])", _experiment(EXPERIMENT_TEXT)),
+             f"experiment.yaml: kind must be one of the known kinds: {KNOWN_KINDS} (got ['colored_digits'])", _experiment(EXPERIMENT_TEXT)),
     BadInput("experiment-colored-digits-given-a-job-config", ["experiment", "job.yaml"], 2,
              "job.yaml: train.num_classes must be 10, the digits' classes (got 1000)", _job("kind: colored_digits\n" + JOB_TEXT)),
 ]
