@@ -2,6 +2,7 @@
 workers resume, and a running job scales its datagen actors and trainer workers."""
 
 import os
+import shutil
 import signal
 import threading
 import urllib.request
@@ -17,6 +18,7 @@ from cluster.run import JobResult, run_job
 from datagen.service import planned_samples
 from datagen.units import plan_units
 from shards.manifest import Manifest
+from shards.storage import S3Store
 from tests.job_helpers import assert_store_exact, job_assets, tiny_job, wait_for
 
 
@@ -26,8 +28,10 @@ def assets(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    """A local Ray with room for two actors and two trainer workers (logical CPUs), dashboard on for Ray Train."""
+def cluster(seaweedfs):
+    """A local Ray with room for two actors and two trainer workers (logical CPUs), dashboard on for Ray Train.
+
+    Started after the session's SeaweedFS, so its workers inherit the AWS variables (the bucket job below)."""
     ray.init(num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
     yield
     ray.shutdown()
@@ -116,11 +120,25 @@ def test_training_reads_interventional_samples_committed_after_it_started(cluste
     assert_store_exact(config.store_dir)
 
 
+def _lose_local_checkpoints(config) -> None:
+    """Remove the job's local checkpoint steps and ``latest``, as a trainer pod rescheduled on another node has none."""
+    directory = config.local_output_dir / "train" / "checkpoints"
+    for path in directory.iterdir():
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
 @pytest.mark.slow
-def test_killed_datagen_actor_and_trainer_worker_lose_nothing_and_training_resumes(cluster, assets, tmp_path):
+@pytest.mark.parametrize("backend", ["directory", "bucket"])
+def test_killed_datagen_actor_and_trainer_worker_lose_nothing_and_training_resumes(cluster, seaweedfs, assets, tmp_path, backend):
     # Training needs every planned interventional sample (50 steps x 8 = 400), so it cannot end
-    # before generation has; the kills land while both run.
-    config = tiny_job(assets, tmp_path / "out", "killed", seeds_per_class=20,
+    # before generation has; the kills land while both run. On a bucket (output_dir s3://: the
+    # store there, checkpoints mirrored there) the killed worker's local checkpoints go too, before
+    # Ray Train restarts the workers (seconds later): training can only resume from the bucket.
+    output = f"s3://{seaweedfs.new_bucket()}/out" if backend == "bucket" else tmp_path / "out"
+    config = tiny_job(assets, output, "killed", seeds_per_class=20,
                       interventional={"batch_size": 8, "when_short": "wait"},
                       train={"max_steps": 50, "checkpoint_every_steps": 5, "max_failures": 2},
                       datagen={"start": "after_trainer_ready"})
@@ -128,13 +146,21 @@ def test_killed_datagen_actor_and_trainer_worker_lose_nothing_and_training_resum
     _kill_process_of(job, "GeneratorActor")
     _status_when(job, "killed", lambda status: status.train.checkpoint is not None, "the first checkpoint")
     _kill_process_of(job, "RayTrainWorker")
-    result = job.result()
+    if config.checkpoint_url is not None:
+        _lose_local_checkpoints(config)
+    try:
+        result = job.result()
+    finally:
+        if config.checkpoint_url is not None:
+            shutil.rmtree(config.local_output_dir, ignore_errors=True)  # the bucket's scratch directory under TMPDIR
 
     status = result.status
     assert status.pools["datagen"].restarts >= 1
     starts = [start.step for start in status.train.starts]
     assert starts[0] == 0 and len(starts) >= 2 and starts[-1] > 0 and starts[-1] % 5 == 0, starts
     assert result.train.steps == 50 and status.phase == "finished"
+    if config.checkpoint_url is not None:
+        assert S3Store(config.checkpoint_url).get("latest", "latest", 100) == b"step_000000050"
     assert_store_exact(config.store_dir, planned=_planned(config))
 
 
