@@ -79,8 +79,10 @@ def _start(data_dir: Path) -> tuple[subprocess.Popen, str]:
         f"-master.port={master}", f"-volume.port={volume}", "-filer", f"-filer.port={filer}",
         "-s3", f"-s3.port={s3}", f"-s3.config={config}", "-s3.port.iceberg=0", "-s3.port.lance=0",
         "-metricsPort=0", "-volume.preStopSeconds=0",
-        # Small volumes, many allowed: every bucket is a collection with volumes of its own.
-        "-master.volumeSizeLimitMB=16", "-volume.max=200",
+        # Small volumes, many allowed: every bucket is a collection, and its first write grows 7 volumes of
+        # its own, so 200 slots ran out at the 29th bucket ("No writable volumes and no free volumes left",
+        # an InternalError to S3 clients). Volumes are sparse files, so 2000 slots cost no disk up front.
+        "-master.volumeSizeLimitMB=16", "-volume.max=2000",
     ]
     log = open(data_dir / "weed.log", "wb")
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
