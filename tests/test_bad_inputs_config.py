@@ -140,6 +140,8 @@ CASES = [
     BadInput("experiment-search-without-original-arm", ["experiment", "experiment.yaml", "--set", "arms=[observational, interventional]"], 2,
              "experiment.yaml: search needs the original arm in arms: its first classifier is the search's feature extractor",
              _experiment(EXPERIMENT_TEXT)),
+    BadInput("experiment-arm-repeated", ["experiment", "experiment.yaml", "--set", "arms=[original, irm, original]"], 2,
+             "experiment.yaml: arms must not repeat an arm (got ['original', 'irm', 'original'])", _experiment(EXPERIMENT_TEXT)),
     BadInput("experiment-irm-weight-inf", ["experiment", "experiment.yaml", "--set", "irm.irm_weight=.inf"], 2,
              "experiment.yaml: irm.irm_weight must be a finite number (got inf)", _experiment(EXPERIMENT_TEXT)),
     BadInput("experiment-billion-laughs", ["experiment", "experiment.yaml"], 2, f"more than {MAX_VALUES} values",

@@ -2,20 +2,17 @@
 scikit-learn's digits): the variant, the data splits, the CGN and its two sampling strategies, the arms."""
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, model_validator
 
-from cluster.config import MAX_NAME_CHARS
 from datagen.generators.cgn_config import CgnTrainConfig
-from experiments.colored_digits.config import distinct_arms
 from datagen.limits import MAX_ACTORS, MAX_SEED
 from datagen.strategy_config import StrategyConfig
+from experiments.harness.config import ExperimentBase
 from trainers.config import TrainConfig
 from trainers.limits import MAX_BATCH_SIZE
-from trainers.limits import MAX_SEED as MAX_TRAIN_SEED
 
-MAX_SEEDS_PER_ARM = 100
 RANDOM_FEATURES_FILE = "texture-vgg19.pt"
 MAX_DIGITS_IMAGE_SIZE_PX = 256
 
@@ -46,19 +43,13 @@ class CgnDigitsDataConfig(BaseModel):
         return self
 
 
-class ExperimentConfig(BaseModel):
+class ExperimentConfig(ExperimentBase):
     """One CGN digits run; each arm and seed becomes one genint job."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
     kind: Literal["cgn_digits"] = Field(default="cgn_digits", description="which experiment this config runs (experiments/registry.py)")
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=MAX_NAME_CHARS)
-    output_dir: Path
     variant: Variant = Field(description=(
         "coloured: stroke colour tied to the class (C-MNIST); double_coloured: stroke and background colour tied "
         "(DC-MNIST); textured: stroke and background textures tied, cut from scikit-learn's sample photographs (W-MNIST)"))
-    seeds: list[Annotated[NonNegativeInt, Field(le=MAX_TRAIN_SEED)]] = Field(
-        default=[0, 1, 2], min_length=1, max_length=MAX_SEEDS_PER_ARM, description="classifier seeds per arm")
     arms: list[ArmName] = Field(default=list(ARMS), min_length=1)
     data: CgnDigitsDataConfig = Field(default_factory=CgnDigitsDataConfig)
     cgn: CgnTrainConfig = Field(default_factory=lambda: CgnTrainConfig(mask_target=0.17), description="the CGN, trained on the training set")
@@ -71,8 +62,6 @@ class ExperimentConfig(BaseModel):
     datagen_actors: PositiveInt = Field(default=1, le=MAX_ACTORS)
     batch_size: PositiveInt = Field(default=64, le=MAX_BATCH_SIZE, description="images per step (half from each stream for original_counterfactual)")
     train: TrainConfig = Field(description="the classifier and its optimisation; each arm sets streams and seed")
-
-    _arms_once = field_validator("arms")(distinct_arms)
 
     @model_validator(mode="after")
     def _strategies_fit(self) -> "ExperimentConfig":
@@ -96,7 +85,3 @@ class ExperimentConfig(BaseModel):
                 cgn["texture_features"] = str(Path(raw["output_dir"]) / RANDOM_FEATURES_FILE)
             raw = {**raw, "cgn": cgn}
         return raw
-
-    @property
-    def store_dir(self) -> Path:
-        return self.output_dir / "shards"

@@ -1,12 +1,10 @@
 """The Colored Digits experiment's config: data splits, the CVAE and its two sampling strategies, the CGN and
 its counterfactual strategy, the arms' training."""
 
-from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
-from cluster.config import MAX_NAME_CHARS
 from cluster.errors import ConfigError
 from cluster.explain_config import ExplainConfig
 from cluster.strategy_search_config import StrategyGrid, grid_strategies
@@ -15,26 +13,18 @@ from datagen.generators.cgn_config import CgnTrainConfig
 from datagen.generators.cvae_config import CvaeTrainConfig
 from datagen.limits import MAX_ACTORS, MAX_SAMPLES, MAX_SEED
 from datagen.strategy_config import StrategyConfig
+from experiments.harness.config import ExperimentBase
 from trainers.config import ObjectiveConfig, TrainConfig
 from trainers.limits import MAX_BATCH_SIZE
-from trainers.limits import MAX_SEED as MAX_TRAIN_SEED
 
 # The 1,797 digits are held in memory at this side: 256 px is already ~1 GB of float pixels.
 MAX_DIGITS_IMAGE_SIZE_PX = 256
-MAX_SEEDS_PER_ARM = 100
 # 10 classes x 2 colours leave 3 of the palette's 23 to hold out, one at least for validation and the test each.
 MAX_COLOURS_PER_CLASS = 2
 
 ArmName = Literal["original", "observational", "interventional", "irm", "counterfactual", "interventional_pairs", "random_pairs"]
 # The default arms are the paper's Table 5; the CGN's counterfactual arm (seed 001) is asked for by name.
 ARMS: tuple[ArmName, ...] = ("original", "observational", "interventional", "irm")
-
-
-def distinct_arms(arms: list[str]) -> list[str]:
-    """An experiment's ``arms`` validator (also the CGN digits'): each arm at most once."""
-    if len(set(arms)) != len(arms):
-        raise ValueError(f"must not repeat an arm (got {arms})")
-    return arms
 
 
 class DigitsDataConfig(BaseModel):
@@ -72,16 +62,10 @@ class BoundSearchConfig(BaseModel):
     estimate: Literal["nearest", "sum"] = Field(default="nearest", description="the paper's nearest-neighbour approximation, or the exact sum")
 
 
-class ExperimentConfig(BaseModel):
+class ExperimentConfig(ExperimentBase):
     """Everything one Colored Digits run needs; each arm and seed becomes one genint job."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
     kind: Literal["colored_digits"] = Field(default="colored_digits", description="which experiment this config runs (experiments/registry.py)")
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=MAX_NAME_CHARS)
-    output_dir: Path
-    seeds: list[Annotated[NonNegativeInt, Field(le=MAX_TRAIN_SEED)]] = Field(
-        default=[0, 1, 2], min_length=1, max_length=MAX_SEEDS_PER_ARM, description="classifier seeds per arm")
     arms: list[ArmName] = Field(default=list(ARMS), min_length=1)
     data: DigitsDataConfig = Field(default_factory=DigitsDataConfig)
     generator: CvaeTrainConfig = Field(default_factory=CvaeTrainConfig, description="the CVAE, trained on the training set")
@@ -110,8 +94,6 @@ class ExperimentConfig(BaseModel):
         "the report's explanations of every classifier on the validation split (explanations.py): E[|grad|] along "
         "background colour with its permutation test, and GradCAM's IoU with the stroke masks; stream and colours are "
         "the experiment's own (validation, class colour to another class's)"))
-
-    _arms_once = field_validator("arms")(distinct_arms)
 
     @field_validator("gradient_supervision", mode="before")
     @classmethod
@@ -144,7 +126,3 @@ class ExperimentConfig(BaseModel):
         if self.train.num_classes != 10:
             raise ValueError(f"train.num_classes must be 10, the digits' classes (got {self.train.num_classes})")
         return self
-
-    @property
-    def store_dir(self) -> Path:
-        return self.output_dir / "shards"

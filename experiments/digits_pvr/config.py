@@ -1,17 +1,14 @@
 """The digits pointer-value benchmark's config (seed 003): grid counts per stream, the arms, the IIT
 objective they share and the classifier's training."""
 
-from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
 
-from cluster.config import MAX_NAME_CHARS
 from datagen.limits import MAX_SAMPLES, MAX_SEED
-from experiments.colored_digits.config import MAX_SEEDS_PER_ARM, distinct_arms
+from experiments.harness.config import ExperimentBase
 from trainers.config import ObjectiveConfig, TrainConfig
 from trainers.limits import MAX_BATCH_SIZE, MAX_IIA_TRIPLES
-from trainers.limits import MAX_SEED as MAX_TRAIN_SEED
 
 # The seed's Table 1 rows we run. "iit_multitask" (IIT + one linear head per aligned slice) is not built yet.
 ArmName = Literal["standard", "augmentation", "iit", "untyped_iit"]
@@ -30,16 +27,10 @@ class GridCounts(BaseModel):
     augmented: PositiveInt = Field(default=6000, le=MAX_SAMPLES, description="the augmentation arm's swapped training grids")
 
 
-class ExperimentConfig(BaseModel):
+class ExperimentConfig(ExperimentBase):
     """Everything one digits-PVR run needs; each arm and seed becomes one genint job."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
     kind: Literal["digits_pvr"] = Field(default="digits_pvr", description="which experiment this config runs (experiments/registry.py)")
-    name: str = Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=MAX_NAME_CHARS)
-    output_dir: Path
-    seeds: list[Annotated[NonNegativeInt, Field(le=MAX_TRAIN_SEED)]] = Field(
-        default=[0, 1, 2], min_length=1, max_length=MAX_SEEDS_PER_ARM, description="classifier seeds per arm")
     arms: list[ArmName] = Field(default=list(ARMS), min_length=1)
     data: GridCounts = Field(default_factory=GridCounts)
     batch_size: PositiveInt = Field(default=64, le=MAX_BATCH_SIZE, description="grids per step (augmentation: half swapped)")
@@ -47,8 +38,6 @@ class ExperimentConfig(BaseModel):
         "the IIT arms' objective (untyped_iit sets typed: false); causal_model must be pointer_value"))
     iia_triples: PositiveInt = Field(default=4000, le=MAX_IIA_TRIPLES, description="(base, source, variable) triples sampled per split for IIA")
     train: TrainConfig = Field(description="the classifier and its optimisation; each arm sets streams, objective and seed")
-
-    _arms_once = field_validator("arms")(distinct_arms)
 
     @model_validator(mode="after")
     def _objective_fits(self) -> "ExperimentConfig":
@@ -58,7 +47,3 @@ class ExperimentConfig(BaseModel):
         if self.train.num_classes != 10:
             raise ValueError(f"train.num_classes must be 10, the pointed-at digit (got {self.train.num_classes})")
         return self
-
-    @property
-    def store_dir(self) -> Path:
-        return self.output_dir / "shards"
