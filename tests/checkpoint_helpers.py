@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -71,6 +72,14 @@ def pristine_checkpoint() -> Path:
     """A checkpoints directory genint wrote (steps 1 and 2), built once per test process; copy it, never change it."""
     with tiny_training() as training:
         return training.train_and_save(Path(_PRISTINE.name) / "checkpoints")
+
+
+@pytest.fixture(scope="module")
+def training() -> Iterator[TinyTraining]:
+    """A module's tiny training (import it into the test module to use it)."""
+    pristine_checkpoint()  # built first: it needs a process group of its own
+    with tiny_training() as training:
+        yield training
 
 
 def copy_checkpoint(destination: Path) -> Path:

@@ -6,6 +6,7 @@ Each test takes its own bucket from ``new_bucket``. Stopped (and its directory r
 """
 
 import json
+import secrets
 import shutil
 import socket
 import subprocess
@@ -54,6 +55,9 @@ class SeaweedS3:
 
     endpoint: str
     _count: int = field(default=0)
+    # Bucket names differ between sessions too: a job's local scratch directory is named after its
+    # output URL, so a name reused by a later session would meet the files an earlier one left.
+    _session: str = field(default_factory=lambda: secrets.token_hex(3))
 
     def client(self, secret_key: str = SECRET_KEY):
         return boto3.session.Session().client(
@@ -63,7 +67,7 @@ class SeaweedS3:
     def new_bucket(self) -> str:
         """A new empty bucket's name."""
         self._count += 1
-        name = f"genint-test-{self._count}"
+        name = f"genint-test-{self._session}-{self._count}"
         self.client().create_bucket(Bucket=name)
         return name
 

@@ -23,8 +23,7 @@ from tests.checkpoint_helpers import (
     forge_record,
     latest_step_dir,
     plant_pickle,
-    pristine_checkpoint,
-    tiny_training,
+    training,  # noqa: F401  (the fixture)
     write_images,
 )
 from cluster.cli import main
@@ -35,13 +34,6 @@ from trainers.errors import TrainError
 from trainers.models import load_classifier
 
 OPTIMIZER_STATES = "zero_pp_rank_0_mp_rank_00_optim_states.pt"
-
-
-@pytest.fixture(scope="module")
-def training():
-    pristine_checkpoint()  # built first: it needs a process group of its own
-    with tiny_training() as training:
-        yield training
 
 
 def refused_resume(training, directory: Path) -> str:

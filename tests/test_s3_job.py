@@ -60,6 +60,7 @@ def test_a_job_on_a_bucket_prepares_generates_trains_evaluates_and_resumes_there
     assert [start.step for start in again.status.train.starts] == [3] and again.train.steps == 3
     assert again.generated["interventional"].images == 0
     assert_store_exact(S3Url.parse(root), planned=planned)
+    shutil.rmtree(config.local_output_dir)
 
 
 def test_style_transfer_on_a_bucket_is_refused_in_one_line_before_anything_is_written(seaweedfs, assets, tmp_path):

@@ -28,8 +28,8 @@ Everything genint puts in ``client_state`` is plain data (numbers, strings, byte
 tensors), so checkpoints load with ``torch.load(weights_only=True)``. A save ends with a record
 of every file's sha256 and then ``latest``; a restore checks that record before DeepSpeed loads
 anything (``trainers.checkpoint_files``). With a ``mirror`` URL every save is copied to object
-storage and a restore starts from the bucket's newest step when it is newer than the local one
-(``trainers.checkpoint_mirror``), so a job resumes on another machine from its bucket.
+storage and a restore starts from the bucket's newest step, never from a local step the bucket does
+not hold (``trainers.checkpoint_mirror``), so a job resumes on another machine from its bucket.
 """
 
 import logging
@@ -49,6 +49,7 @@ from trainers.batches import BatchSource
 from trainers.checkpoint_files import (
     genint_tags,
     latest_tag_dir,
+    remove_checkpoints,
     remove_tags,
     tag_name,
     verify_tag,
@@ -157,29 +158,40 @@ def _checked_latest(directory: Path) -> tuple[Path | None, str | None]:
         return None, str(error)
 
 
-def _fetch_newer_mirror_step(directory: Path, mirror: S3Url) -> None:
-    """Download the bucket's newest step into ``directory`` (on every node) when the local one is older or absent."""
+def _follow_mirror(directory: Path, mirror: S3Url) -> None:
+    """Make the local directory hold the bucket's newest step (on every node), the one a restore loads.
+
+    The bucket is the job's record; the local directory is a scratch copy that may be left from
+    another run of the same job name and URL (a bucket emptied or made again), or hold a step that
+    a kill stopped before its commit to the bucket. So when the local ``latest`` names another step
+    than the bucket's, genint's local checkpoints are removed and the bucket's step (if any) is
+    downloaded: a run never resumes from a step its bucket does not hold.
+    """
     verdict = [None]
     if dist.get_rank() == 0:
         try:
             remote = checkpoint_mirror.remote_latest(mirror)
             local = latest_tag_dir(directory)
-            verdict = [remote if remote is not None and (local is None or local.name < remote) else None]
+            verdict = [(remote,) if (local.name if local is not None else None) != remote else None]
         except (TrainError, ShardError) as error:
             verdict = [TrainError(str(error))]
     dist.broadcast_object_list(verdict, src=0)
     if isinstance(verdict[0], TrainError):
         raise verdict[0]
     if verdict[0] is not None:
+        (remote,) = verdict[0]
         if _is_node_leader():
-            checkpoint_mirror.download_step(mirror, verdict[0], directory)
-        dist.barrier()  # every node holds the step before rank 0 checks it and every rank loads it
+            logger.info("local checkpoints in %s are not the bucket's newest step (%s): replacing them", directory, remote)
+            remove_checkpoints(directory)
+            if remote is not None:
+                checkpoint_mirror.download_step(mirror, remote, directory)
+        dist.barrier()  # every node holds the bucket's step (or none) before rank 0 checks it and every rank loads it
 
 
 def restore(engine, directory: Path, sources: dict[str, BatchSource], mirror: S3Url | None = None) -> int:
     """Load the newest checkpoint in ``directory`` if there is one. Returns its step (0: none).
 
-    ``mirror``: first fetch the newest step of this ``s3://`` prefix when it is newer than the local one.
+    ``mirror``: first make the local directory hold this ``s3://`` prefix's newest step (``_follow_mirror``).
 
     Rank 0 checks ``latest`` and the step's record and tells every rank the verdict, so all load the
     same step or all raise the same error. With the checkpoint's worker count every source and RNG
@@ -192,7 +204,7 @@ def restore(engine, directory: Path, sources: dict[str, BatchSource], mirror: S3
             changed since, outside the directory), or its source states are of another version.
     """
     if mirror is not None:
-        _fetch_newer_mirror_step(directory, mirror)
+        _follow_mirror(directory, mirror)
     verdict = [_checked_latest(directory) if dist.get_rank() == 0 else None]
     dist.broadcast_object_list(verdict, src=0)
     tag_dir, refused = verdict[0]

@@ -178,7 +178,7 @@ def train(
             small Ray actor); True ends the run with a checkpoint before ``max_steps``, so a
             later ``train`` (maybe with another ``num_workers``) resumes there.
         checkpoint_url: an ``s3://`` prefix every checkpoint is also copied to, and a run resumes
-            from when its step is newer than the local one (a job whose output is a bucket).
+            from (its newest step, never a local one it does not hold; a job whose output is a bucket).
     Returns:
         the last step (below ``config.max_steps`` when stopped), the newest checkpoint and each rank's last loss.
     Raises:
