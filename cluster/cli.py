@@ -11,7 +11,7 @@ import sys
 import typing
 from pathlib import Path
 
-from cluster.config import config_hash, load_config, resolved_yaml, save_resolved
+from cluster.config import check_output_dir_is_this_jobs, config_hash, load_config, resolved_yaml, save_resolved
 from cluster.correlation_cli import ANALYSE_HANDLERS, add_analyse_commands
 from cluster.errors import ClusterError, ConfigError
 from cluster.explain_cli import EXPLAIN_HANDLERS, add_explain_command
@@ -209,6 +209,7 @@ def _datagen(args: argparse.Namespace) -> int:
     from cluster.local_ray import ray_session
 
     config = _load_job(args)
+    check_output_dir_is_this_jobs(config)
     # Every input is checked (weights, directions, strategy, classes) before the config is saved.
     plan = plan_job_generation(config, config_hash(config))
     save_resolved(config)
@@ -231,6 +232,7 @@ def _train(args: argparse.Namespace) -> int:
     from trainers.shard_sources import with_epoch_length
 
     config = _load_job(args)
+    check_output_dir_is_this_jobs(config)
     check_streams_committed(config)
     check_train_config(with_epoch_length(config.train, config.store_dir), config.train.workers)
     save_resolved(config)

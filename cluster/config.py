@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cluster.config_yaml import MAX_NESTING, echo, parse_yaml, read_config_file, shorten
 from cluster.correlation_config import CorrelationConfig
-from cluster.errors import ConfigError
+from cluster.errors import ClusterError, ConfigError
 from cluster.explain_config import ExplainConfig
 from cluster.strategy_search_config import StrategySearchConfig
 from datagen.config import DatagenConfig
@@ -31,6 +31,7 @@ ConfigModel = TypeVar("ConfigModel", bound=BaseModel)
 
 RESOLVED_CONFIG_FILE = "config.yaml"
 CONFIG_HASH_FILE = "config.sha256"
+MAX_RESOLVED_CONFIG_BYTES = 1 << 20
 MAX_NAME_CHARS = 100
 # Problems listed in one error; a file with thousands says how many more there are.
 MAX_PROBLEMS = 3
@@ -203,6 +204,33 @@ def config_hash(config: JobConfig) -> str:
     manifest line; an experiment reuses a finished arm while its job's hash is unchanged)."""
     canonical = json.dumps(config.model_dump(mode="json", exclude=set(ANALYSIS_SECTIONS)), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_output_dir_is_this_jobs(config: JobConfig) -> None:
+    """Refuse, before anything is written, an ``output_dir`` holding another job's resolved config.
+
+    A job is its name: a rerun (maybe with an edited config: more steps, another batch size)
+    continues in its output_dir, on a directory and on a bucket alike, while a job of another name
+    there would overwrite that job's config and mix its checkpoints and streams with that job's.
+
+    Raises:
+        ClusterError: the output_dir's ``config.yaml`` names another job, or is not a job config.
+    """
+    from shards.stores import read_stream_file  # boto3 only for a job on a bucket
+
+    raw = read_stream_file(config.output_dir, RESOLVED_CONFIG_FILE, "resolved config", MAX_RESOLVED_CONFIG_BYTES)
+    if raw is None:
+        return
+    try:
+        recorded = parse_yaml(raw.decode("utf-8", errors="replace"), RESOLVED_CONFIG_FILE)
+    except ConfigError:
+        recorded = None
+    other = recorded.get("name") if isinstance(recorded, dict) else None
+    if other == config.name:
+        return
+    held = f"job {other!r}'s files" if isinstance(other, str) else f"a {RESOLVED_CONFIG_FILE} that names no job"
+    hint = f" (or name this job {other!r} to continue that one)" if isinstance(other, str) else ""
+    raise ClusterError(f"output_dir {config.output_dir}: holds {held}; give job {config.name!r} its own output_dir{hint}")
 
 
 def save_resolved(config: JobConfig) -> str:

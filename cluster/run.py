@@ -11,7 +11,7 @@ from pathlib import Path
 
 import ray
 
-from cluster.config import JobConfig, config_hash, save_resolved
+from cluster.config import JobConfig, check_output_dir_is_this_jobs, config_hash, save_resolved
 from cluster.controller import JobOutcome, start_controller
 from cluster.controller_client import JobStatus, result
 from cluster.errors import ClusterError
@@ -162,8 +162,9 @@ def run_job(config: JobConfig) -> JobResult:
     (training checkpoints first) and raises KeyboardInterrupt.
 
     Raises:
-        ClusterError: when the store fails verification.
+        ClusterError: output_dir holds another job (nothing is written then), or the store fails verification.
     """
+    check_output_dir_is_this_jobs(config)
     digest = config_hash(config)
     # A BigGAN needs nothing the job builds, so its weights, directions and plan are checked before
     # anything is written; a CVAE is trained on the prepared streams, so it comes after them.

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from shards.errors import ShardError
 from shards.files import TEMP_SUFFIX, write_durably
-from shards.manifest import Manifest, ManifestRecord
+from shards.manifest import Manifest
 from shards.segments import SegmentManifest
 from shards.storage import S3Store, S3Url
 
@@ -57,10 +57,6 @@ class LocalPublisher:
                              "give each concurrent writer its own id") from None
         self._lock = lock
 
-    def check_resumable(self, mine: list[ManifestRecord], config_hash: str) -> None:
-        """Nothing to refuse: the directory's lock file keeps one writer per id, and a job may resume
-        its own stream under an edited config (as before object storage existed)."""
-
     def remove_uncommitted(self, prefix: str, committed: set[str]) -> None:
         for path in self.stream_dir.glob(prefix + "*"):
             stem = path.name.split(".", 1)[0]
@@ -87,7 +83,10 @@ class S3Publisher:
     """Shards under an ``s3://`` stream prefix: spooled locally, the tar then its index uploaded whole.
 
     No lock object is taken (an object store has none that a crashed writer would release); two
-    live writers with one id are refused at the first commit, by the segment's conditional put.
+    live writers with one id are refused at the first commit, by the segment's conditional put. So
+    unlike a directory's lock this does not keep a second live writer of that id from starting,
+    and its start removes the first one's uploaded but uncommitted shard: one job per stream
+    prefix (a job refuses an output_dir holding another job: ``cluster.config``).
     """
 
     def __init__(self, stream_url: S3Url):
@@ -99,19 +98,6 @@ class S3Publisher:
 
     def lock(self, stream: str, writer_id: str) -> None:
         """Nothing to hold: see the class docstring."""
-
-    def check_resumable(self, mine: list[ManifestRecord], config_hash: str) -> None:
-        """Refuse to continue a writer id whose segments another job committed.
-
-        Without a lock, two jobs pointed at one prefix would both run writer ``actor0`` and
-        interleave one sequence; a different config hash on this id's segments says the prefix
-        is another job's, so nothing is written or deleted and the error says where to go instead.
-        """
-        foreign = next((record for record in mine if record.config_hash != config_hash), None)
-        if foreign is not None:
-            raise ShardError(
-                f"{self.stream_dir}: holds another job's manifest (writer {foreign.writer!r} committed with config hash "
-                f"{foreign.config_hash[:16]}, this job's is {config_hash[:16]}); give this job its own prefix in the store root")
 
     def remove_uncommitted(self, prefix: str, committed: set[str]) -> None:
         for key, _ in list(self.store.list(prefix)):

@@ -205,7 +205,6 @@ class ShardWriter:
         """Remove this writer's uncommitted files (temp files, shards renamed but never added to
         the manifest) and return the next sequence number."""
         mine = [r for r in self.manifest.records() if r.writer == self.writer_id]  # one pass over the manifest
-        self._publisher.check_resumable(mine, self.config_hash)
         committed = {r.name.removesuffix(".tar") for r in mine if r.kind == "shard"}
         self._publisher.remove_uncommitted(f"{self.stream}-{self.writer_id}-", committed)
         return max((r.seq for r in mine), default=-1) + 1

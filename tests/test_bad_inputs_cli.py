@@ -36,6 +36,14 @@ def _marked_run_with_user_file(root: Path) -> None:
     (root / "run" / "notes.txt").write_text("the user's own work")
 
 
+def _ran_job(name: str):
+    """A setup making out/ the output_dir that job ``name`` ran in (its resolved config)."""
+    def setup(root: Path) -> None:
+        (root / "out").mkdir()
+        (root / "out" / "config.yaml").write_text(f"# sha256: 0\nname: {name}\noutput_dir: out\n")
+    return setup
+
+
 def _both(*setups):
     def setup(root: Path) -> None:
         for each in setups:
@@ -73,6 +81,14 @@ CASES = [
     BadInput("run-output-is-a-file", ["run", "job.yaml"], 2, "output_dir out: is a file", _both(_job(), _user_files("out"))),
     BadInput("datagen-output-is-a-file", ["datagen", "job.yaml"], 2, "output_dir out: is a file", _both(_job(), _user_files("out"))),
     BadInput("train-output-is-a-file", ["train", "job.yaml"], 2, "output_dir out: is a file", _both(_job(), _user_files("out"))),
+    BadInput("run-in-another-jobs-output-dir", ["run", "job.yaml"], 1,
+             "output_dir out: holds job 'other''s files; give job 'job' its own output_dir", _both(_job(), _ran_job("other"))),
+    BadInput("datagen-in-another-jobs-output-dir", ["datagen", "job.yaml"], 1, "output_dir out: holds job 'other''s files",
+             _both(_job(), _ran_job("other"))),
+    BadInput("train-in-another-jobs-output-dir", ["train", "job.yaml"], 1, "output_dir out: holds job 'other''s files",
+             _both(_job(), _ran_job("other"))),
+    BadInput("run-beside-a-config-naming-no-job", ["run", "job.yaml"], 1, "output_dir out: holds a config.yaml that names no job",
+             _both(_job(), _ran_job("[1, 2]"))),
     BadInput("directions-output-under-a-file", ["directions", "job.yaml"], 2, "output_dir out/job: is a file, not a directory (out is)",
              _both(_job(output_dir="out/job"), _user_files("out"))),
     BadInput("generator-train-output-is-a-file", ["generator", "train", "job.yaml"], 2, "output_dir out: is a file",

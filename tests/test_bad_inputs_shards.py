@@ -244,8 +244,8 @@ def test_bad_input(case, tmp_path, monkeypatch, capsys):
 
 
 # s3:// store roots, against the session's SeaweedFS (tests/s3_server.py); "genint-bad-inputs" is
-# an existing empty bucket. A prefix holding another job's manifest is refused by the writer:
-# tests/test_s3_store.py.
+# an existing empty bucket. A job whose output_dir holds another job is refused before it writes,
+# on a bucket and on a directory: tests/test_s3_store.py.
 S3_STORE = "s3://genint-bad-inputs/store"
 S3_CASES = [
     BadInput("verify-s3-unreachable-endpoint", ["shards", "verify", S3_STORE], 1,

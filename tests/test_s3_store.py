@@ -7,12 +7,15 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
-from shards.errors import ShardError
+from cluster.cli import main
+from cluster.config import RESOLVED_CONFIG_FILE
 from shards.storage import S3Store, S3Url, StorageError
-from shards.stores import open_follower, open_manifest, open_unit_tracker
+from shards.stores import open_follower, open_manifest, open_unit_tracker, write_stream_file
 from shards.verify import verify_store
 from shards.writer import ShardWriter
+from tests.bad_input_helpers import file_tree
 from tests.conftest import make_sample, write_stream
 from tests.test_crash_safety import WRITER_SCRIPT  # the same writer, killed mid-shard, on both backends
 
@@ -161,10 +164,29 @@ def test_a_stream_copied_from_a_local_store_reads_its_manifest_and_takes_new_seg
     assert verify_store(url) == ([], {"streams": 1, "shards": 3, "samples": 7})
 
 
-def test_a_prefix_holding_another_jobs_manifest_is_refused_before_anything_is_written(seaweedfs):
-    url = f"s3://{seaweedfs.new_bucket()}/job/original"
-    write_stream(url, 3, max_samples=3)  # config hash "testhash"
-    before = _objects(url)
-    with pytest.raises(ShardError, match=rf"^{url}: holds another job's manifest \(writer 'w0' committed with config hash testhash"):
-        ShardWriter(url, "original", "w0", "otherjob")
-    assert _objects(url) == before
+def test_a_writer_continues_its_stream_under_another_config_hash_on_both_backends(any_stream):
+    write_stream(any_stream, 3, max_samples=3)  # config hash "testhash"
+    with ShardWriter(any_stream, "original", "w0", "edited", max_samples=3) as writer:  # the job rerun with an edited config
+        writer.write(make_sample(3))
+    records = open_manifest(any_stream).shards()
+    assert [(record.seq, record.config_hash) for record in records] == [(0, "testhash"), (1, "edited")]
+
+
+def _owned_by(location: str, name: str) -> None:
+    """Make ``location`` an output_dir that job ``name`` ran in (its resolved config)."""
+    write_stream_file(location, RESOLVED_CONFIG_FILE, f"# sha256: 0\nname: {name}\noutput_dir: {location}\n".encode())
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_a_job_whose_output_dir_holds_another_job_is_refused_before_anything_is_written(backend, tmp_path, monkeypatch, capsys, request):
+    output = str(tmp_path / "out") if backend == "local" else f"s3://{request.getfixturevalue('seaweedfs').new_bucket()}/out"
+    _owned_by(output, "first-job")
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(
+        {"name": "second-job", "output_dir": output, "train": {"model": "small_cnn", "streams": {"original": {"batch_size": 4}}}}))
+    before = _objects(output) if backend == "s3" else file_tree(tmp_path)
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["run", "job.yaml"]) == 1
+    assert capsys.readouterr().err.strip() == (f"genint: error: output_dir {output}: holds job 'first-job''s files; give job "
+                                               "'second-job' its own output_dir (or name this job 'first-job' to continue that one)")
+    assert (_objects(output) if backend == "s3" else file_tree(tmp_path)) == before
