@@ -1,6 +1,7 @@
 """train.objective.name interchange_intervention under DeepSpeed on CPU: the first step's IIT loss is
 the cross entropy of the hand-built intervened forward against the counterfactual labels, and a
-short run lowers the IIT loss on a toy pointer-value task."""
+short run lowers the IIT loss on a toy pointer-value task; the multi-task heads (seed 003's Eq. 8) train
+with the network and are left out of the classifier a checkpoint loads as."""
 
 import copy
 
@@ -8,11 +9,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from trainers import checkpoint
 from trainers.causal_models import causal_model
 from trainers.config import TrainConfig
 from trainers.engine import build_engine, local_process_group
 from trainers.errors import TrainError
-from trainers.interventions import interchange_forward
+from trainers.interventions import capture, interchange_forward
+from trainers.models import load_classifier
 from trainers.memory_source import MemorySource
 from trainers.objectives import InterchangeIntervention, build_objective
 from trainers.step import train_step
@@ -89,3 +92,40 @@ def test_a_batch_without_causal_variables_is_a_one_line_error(process_group):
     with pytest.raises(TrainError, match="interchange_intervention needs every sample's causal variables"):
         train_step(engine, build_objective(config.objective), {"original": MemorySource("original", images, labels, BATCH)},
                    {"original": 1.0}, step=1, rank=0)
+
+
+def test_multitask_heads_train_with_the_network_and_stay_out_of_the_evaluated_classifier(process_group, tmp_path):
+    # iit_weight 0: the seed's multi-task arm alone (no intervened forward); the heads read the 8 px grids' quadrants
+    config = TrainConfig.model_validate(iit_config(iit_weight=0.0, multitask_weight=1.0).model_dump()
+                                        | {"data": {"crop_size": 8, "resize_size": 8}})
+    torch.manual_seed(0)
+    engine = build_engine(config, torch.device("cpu"))
+    heads = engine.module.objective_heads
+    assert [(head.in_features, head.out_features) for head in heads.heads] == [(32 * 2 * 2, 10)] * 4
+    images, labels, digits = toy_grids(512, seed=0)
+    source = MemorySource("original", images, labels, BATCH, seed=1, values=digits)
+    first = copy.deepcopy(source).next_batch()
+    before = copy.deepcopy(engine.module).train()
+    objective = build_objective(config.objective)
+
+    reports = [train_step(engine, objective, {"original": source}, {"original": 1.0}, step=step, rank=0) for step in range(1, STEPS + 1)]
+
+    _, aligned = capture(before, config.objective.alignment, first.images)
+    expected = sum(F.cross_entropy(logits, first.values[:, site])
+                   for site, logits in enumerate(before.objective_heads(aligned, config.objective.alignment.indices(aligned.shape[1:]))))
+    assert "iit_loss" not in reports[0].extra
+    assert reports[0].extra["multitask_loss"] == pytest.approx(expected.item(), rel=1e-4)
+    assert reports[-1].extra["multitask_loss"] < 0.5 * reports[0].extra["multitask_loss"]
+    assert not torch.equal(heads.heads[0].weight, before.objective_heads.heads[0].weight)  # the engine's optimiser trains them
+
+    checkpoint.save(engine, tmp_path / "checkpoints", STEPS, {"original": source}, keep=1)
+    classifier = load_classifier(tmp_path / "checkpoints", "small_cnn", 10)
+    assert not hasattr(classifier, "objective_heads")
+    with torch.no_grad():
+        assert torch.allclose(classifier(first.images), engine.module.eval()(first.images), atol=1e-5)
+
+
+def test_multitask_weight_needs_the_interchange_objective():
+    with pytest.raises(ValueError, match="multitask_weight 1.0 needs name interchange_intervention"):
+        TrainConfig.model_validate({"model": "small_cnn", "streams": {"original": {"batch_size": 4}},
+                                    "objective": {"name": "irm", "multitask_weight": 1.0}})

@@ -19,10 +19,12 @@ from trainers.errors import TrainError
 
 @dataclass(frozen=True)
 class CausalModel:
-    """Named variables and the output as a function of their values ((N, variables) -> (N,) int64)."""
+    """Named variables and the output as a function of their values ((N, variables) -> (N,) int64);
+    every variable takes the values ``0 .. values - 1``."""
 
     variables: tuple[str, ...]
     output: Callable[[torch.Tensor], torch.Tensor]
+    values: int
 
     def counterfactual(self, base: torch.Tensor, source: torch.Tensor, variables: torch.Tensor,
                        source_variables: torch.Tensor | None = None) -> torch.Tensor:
@@ -50,8 +52,8 @@ def conjunction(values: torch.Tensor) -> torch.Tensor:
 
 
 CAUSAL_MODELS = {
-    "pointer_value": CausalModel(CAUSAL_VARIABLES["pointer_value"], pointer_value),
-    "conjunction": CausalModel(CAUSAL_VARIABLES["conjunction"], conjunction),
+    "pointer_value": CausalModel(CAUSAL_VARIABLES["pointer_value"], pointer_value, values=10),  # digits
+    "conjunction": CausalModel(CAUSAL_VARIABLES["conjunction"], conjunction, values=2),
 }
 
 

@@ -82,7 +82,11 @@ class ObjectiveConfig(BaseModel):
     typed: bool = Field(
         default=True, description="interchange_intervention: also swap between variables of one type (the seed's Eqn. 7); false: same variable only"
     )
-    iit_weight: NonNegativeFloat = Field(default=1.0, description="interchange_intervention: weight of the IIT loss")
+    iit_weight: NonNegativeFloat = Field(default=1.0, description="interchange_intervention: weight of the IIT loss (0: no intervened forward)")
+    multitask_weight: NonNegativeFloat = Field(  # left out while at its default, so older configs keep their hashes
+        default=0.0, exclude_if=lambda value: value == 0.0, description=(
+            "interchange_intervention: weight of seed 003's multi-task loss (its Eq. 8: a linear head per aligned site "
+            "predicting that site's variable, trained with the network); 0: no heads"))
     gs_lambda: NonNegativeFloat = Field(  # left out while at its default, so older configs keep their hashes
         default=1.0, exclude_if=lambda value: value == 1.0, description="gradient_supervision: lambda, the weight of L_GS (the seed: 0.01 .. 20)"
     )
@@ -99,6 +103,9 @@ class ObjectiveConfig(BaseModel):
         sites, variables = self.alignment.site_count, CAUSAL_VARIABLES[self.causal_model]
         if self.name == "interchange_intervention" and sites != len(variables):
             raise ValueError(f"alignment_sites gives {sites} sites but causal model {self.causal_model} has {len(variables)} variables")
+        if self.multitask_weight > 0 and self.name != "interchange_intervention":
+            raise ValueError(f"multitask_weight {self.multitask_weight} needs name interchange_intervention (got {self.name}), "
+                             "whose aligned sites the heads read")
         return self
 
     @property

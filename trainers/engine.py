@@ -14,6 +14,7 @@ import torch.distributed as dist
 from trainers.config import TrainConfig
 from trainers.deepspeed_config import deepspeed_config, step_schedule
 from trainers.models import build_model
+from trainers.site_heads import add_site_heads
 
 
 def seed_everything(seed: int) -> None:
@@ -44,6 +45,7 @@ def build_engine(config: TrainConfig, device: torch.device):
     # Same initial weights on every rank (DeepSpeed also broadcasts rank 0's at initialize).
     seed_everything(config.seed)
     model = build_model(config.model, config.num_classes, config.pretrained)
+    add_site_heads(model, config.objective, config.data.crop_size)  # before initialize: the optimiser holds them too
     # Weights stay contiguous: DeepSpeed views each parameter as bytes to broadcast it and flattens
     # them into its optimiser's buffers, which fails on channels_last weights. cuDNN runs a
     # convolution channels_last when its input is, so the batch's layout is enough.

@@ -9,6 +9,7 @@ from torch import nn
 from trainers.checkpoint_files import MODEL_STATES_NAME, checked_tag_dir
 from trainers.config import ARCHITECTURES, TORCHVISION_ARCHITECTURES
 from trainers.errors import TrainError
+from trainers.site_heads import without_site_heads
 from trainers.small_cnn import SmallConvNet
 from trainers.torch_files import load_plain
 
@@ -119,7 +120,9 @@ def load_classifier(path_or_name: str | Path, arch: str, num_classes: int) -> nn
     model = _new_model(arch, num_classes)
     path = Path(path_or_name)
     if path.is_dir():
-        state = {key: value.float() if value.is_floating_point() else value for key, value in _deepspeed_module_state(path).items()}
+        # The multi-task heads an objective trained beside the classifier are not part of it.
+        state = {key: value.float() if value.is_floating_point() else value
+                 for key, value in without_site_heads(_deepspeed_module_state(path)).items()}
     elif path.is_file():
         state = _load_state_dict_file(path)
     else:

@@ -16,6 +16,7 @@ from trainers.causal_models import CausalModel, causal_model
 from trainers.config import ObjectiveConfig
 from trainers.errors import TrainError
 from trainers.interventions import Alignment, aligned_module, intervening, recorded
+from trainers.site_heads import site_heads
 
 
 @dataclass(frozen=True)
@@ -111,11 +112,16 @@ class InterchangeIntervention:
     interchanges also draw the source's variable (the seed's Eqn. 7), untyped ones read the same.
     The source's aligned values come from the behavioural forward itself (gradients reach the
     network through both runs, as in the seed's Fig. 2). The intervened forward also updates
-    BatchNorm's running statistics once more.
+    BatchNorm's running statistics once more; with ``weight`` 0 it is not run.
+
+    ``multitask_weight`` > 0 adds the seed's multi-task loss (Eq. 8): the sum over sites of the cross
+    entropy of the site's head (``trainers.site_heads``) on the behavioural forward's aligned values
+    against the site's variable.
     """
 
-    def __init__(self, causal: CausalModel, alignment: Alignment, typed: bool, weight: float) -> None:
+    def __init__(self, causal: CausalModel, alignment: Alignment, typed: bool, weight: float, multitask_weight: float = 0.0) -> None:
         self.causal, self.alignment, self.typed, self.weight = causal, alignment, typed, weight
+        self.multitask_weight = multitask_weight
 
     def pairing(self, count: int, step: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Source rows, base variables and source variables of the step's pairs: drawn on the host and copied
@@ -133,16 +139,24 @@ class InterchangeIntervention:
         if values is None:
             raise TrainError("train.objective.name interchange_intervention needs every sample's causal variables, "
                              "and a stream of this batch gave none")
-        target = aligned_module(getattr(network, "module", network), self.alignment)  # the engine wraps the classifier
+        model = getattr(network, "module", network)  # the engine wraps the classifier
+        target = aligned_module(model, self.alignment)
         with recorded(target) as seen:
             logits = network(images)
         behaviour = CrossEntropyMix()(logits, labels, segments, step)
-        source, base_variables, source_variables = self.pairing(len(labels), step, images.device)
-        with intervening(target, self.alignment, seen[0][source], base_variables, source_variables):
-            intervened = network(images)
-        counterfactual = self.causal.counterfactual(values, values[source], base_variables, source_variables)
-        iit = F.cross_entropy(intervened.float(), counterfactual)
-        return ObjectiveOutput(behaviour.loss + self.weight * iit, behaviour.stream_losses, {"iit_loss": iit.detach()})
+        loss, extra = behaviour.loss, {}
+        if self.weight > 0:
+            source, base_variables, source_variables = self.pairing(len(labels), step, images.device)
+            with intervening(target, self.alignment, seen[0][source], base_variables, source_variables):
+                intervened = network(images)
+            counterfactual = self.causal.counterfactual(values, values[source], base_variables, source_variables)
+            iit = F.cross_entropy(intervened.float(), counterfactual)
+            loss, extra["iit_loss"] = loss + self.weight * iit, iit.detach()
+        if self.multitask_weight > 0:
+            sites = site_heads(model, self.alignment)(seen[0], self.alignment.indices(seen[0].shape[1:]))
+            multitask = sum(F.cross_entropy(site.float(), values[:, index]) for index, site in enumerate(sites))
+            loss, extra["multitask_loss"] = loss + self.multitask_weight * multitask, multitask.detach()
+        return ObjectiveOutput(loss, behaviour.stream_losses, extra)
 
 
 def pair_rows(segments: list[Segment], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,7 +227,7 @@ OBJECTIVES: dict[str, Callable[[ObjectiveConfig], Objective | NetworkObjective]]
     "cross_entropy_mix": lambda config: CrossEntropyMix(),
     "irm": lambda config: InvariantRiskMinimisation(config.irm_weight, config.irm_anneal_steps),
     "interchange_intervention": lambda config: InterchangeIntervention(causal_model(config.causal_model), config.alignment,
-                                                                       config.typed, config.iit_weight),
+                                                                       config.typed, config.iit_weight, config.multitask_weight),
     "gradient_supervision": lambda config: GradientSupervision(config.gs_lambda),
 }
 

@@ -3,16 +3,16 @@ objective they share and the classifier's training."""
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 from datagen.limits import MAX_SAMPLES, MAX_SEED
 from experiments.harness.config import ExperimentBase
 from trainers.config import ObjectiveConfig, TrainConfig
 from trainers.limits import MAX_BATCH_SIZE, MAX_IIA_TRIPLES
 
-# The seed's Table 1 rows we run. "iit_multitask" (IIT + one linear head per aligned slice) is not built yet.
-ArmName = Literal["standard", "augmentation", "iit", "untyped_iit"]
-ARMS: tuple[ArmName, ...] = ("standard", "augmentation", "iit", "untyped_iit")
+# The seed's Table 1 rows: multitask and iit_multitask add one linear head per aligned quadrant (its Eq. 8).
+ArmName = Literal["standard", "augmentation", "iit", "multitask", "iit_multitask", "untyped_iit"]
+ARMS: tuple[ArmName, ...] = ("standard", "augmentation", "iit", "multitask", "iit_multitask", "untyped_iit")
 
 
 class GridCounts(BaseModel):
@@ -36,6 +36,8 @@ class ExperimentConfig(ExperimentBase):
     batch_size: PositiveInt = Field(default=64, le=MAX_BATCH_SIZE, description="grids per step (augmentation: half swapped)")
     iit: ObjectiveConfig = Field(default_factory=lambda: ObjectiveConfig(name="interchange_intervention"), description=(
         "the IIT arms' objective (untyped_iit sets typed: false); causal_model must be pointer_value"))
+    multitask_weight: PositiveFloat = Field(default=1.0, description=(
+        "the multitask and iit_multitask arms' weight of the heads' loss (seed 003's Eq. 8, the sum over the four quadrants)"))
     iia_triples: PositiveInt = Field(default=4000, le=MAX_IIA_TRIPLES, description="(base, source, variable) triples sampled per split for IIA")
     train: TrainConfig = Field(description="the classifier and its optimisation; each arm sets streams, objective and seed")
 

@@ -1,8 +1,9 @@
 """The genint jobs of the digits-PVR benchmark: one training job per arm and seed over the shared store.
 
 Arms differ only in their streams and objective: standard (the training grids, Eq. 1), augmentation
-(half training grids, half swapped ones), iit (the seed's typed IIT, Eqn. 7) and untyped_iit (the seed's
-"no typing" ablation: a variable is only swapped with the same variable). No stream is augmented by crop
+(half training grids, half swapped ones), iit (the seed's typed IIT, Eqn. 7), multitask (Eq. 1 plus a
+linear head per quadrant predicting its digit, the seed's Eq. 8), iit_multitask (both) and untyped_iit
+(the seed's "no typing" ablation: a variable is only swapped with the same variable). No stream is augmented by crop
 or flip: a grid's layout is what its label depends on.
 """
 
@@ -35,10 +36,16 @@ def _streams(experiment: ExperimentConfig, arm: ArmName) -> dict[str, StreamConf
 
 
 def arm_objective(experiment: ExperimentConfig, arm: ArmName) -> ObjectiveConfig:
-    """The arm's objective: Eq. 1 for standard and augmentation, the IIT objective (typed or not) otherwise."""
+    """The arm's objective: Eq. 1 for standard and augmentation, the IIT objective otherwise (typed but for
+    untyped_iit; its IIT loss off for multitask; the heads on for the two multi-task arms)."""
     if arm in ("standard", "augmentation"):
         return ObjectiveConfig()
-    return experiment.iit.model_copy(update={"typed": arm == "iit"})
+    update = {"typed": arm != "untyped_iit"}
+    if arm in ("multitask", "iit_multitask"):
+        update["multitask_weight"] = experiment.multitask_weight
+    if arm == "multitask":
+        update["iit_weight"] = 0.0
+    return ObjectiveConfig.model_validate(experiment.iit.model_dump() | update)
 
 
 def arm_job(experiment: ExperimentConfig, arm: ArmName, seed: int) -> JobConfig:
