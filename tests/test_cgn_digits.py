@@ -9,6 +9,7 @@ import pytest
 from cluster.cli import main
 from experiments.harness.report import REPORT_JSON, REPORT_MD
 from shards.images import read_stream_samples
+from tests.experiment_helpers import set_flags
 
 CONFIG = Path(__file__).parent.parent / "configs" / "experiments" / "cgn-coloured-digits.yaml"
 SHORT = [
@@ -22,7 +23,7 @@ SHORT = [
 @pytest.mark.timeout(1200)
 def test_short_coloured_benchmark_mixes_classes_and_the_cgn_arm_beats_the_original(tmp_path):
     output = tmp_path / "run"
-    settings = [argument for setting in [f"output_dir={output}", *SHORT] for argument in ("--set", setting)]
+    settings = set_flags(output, SHORT)
     assert main(["experiment", str(CONFIG), *settings]) == 0
     report = json.loads((output / REPORT_JSON).read_text())
     samples = read_stream_samples(output / "shards" / "counterfactual", 32)

@@ -19,6 +19,7 @@ from experiments.colored_digits.experiment import RUN_DIR_LAYOUT
 from experiments.colored_digits.report import ARM_TITLES, SAMPLES_PNG
 from experiments.harness.arms import ARM_DIR_LAYOUT
 from experiments.harness.report import REPORT_JSON, REPORT_MD
+from tests.experiment_helpers import set_flags
 
 CONFIG = Path(__file__).parent.parent / "configs" / "experiments" / "colored-digits.yaml"
 SHORT = [
@@ -29,15 +30,11 @@ SHORT = [
 ]
 
 
-def _settings(output_dir: Path) -> list[str]:
-    return [argument for setting in [f"output_dir={output_dir}", *SHORT] for argument in ("--set", setting)]
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(1800)  # four arms trained twice over (the rerun reuses them): minutes on 2 cores
 def test_short_experiment_shows_the_confounding_and_new_colours_and_reuses_its_stages(tmp_path, capsys):
     output = tmp_path / "run"
-    assert main(["experiment", str(CONFIG), *_settings(output)]) == 0
+    assert main(["experiment", str(CONFIG), *set_flags(output, SHORT)]) == 0
     printed = capsys.readouterr().out
     assert "verdict:" in printed and str(output / REPORT_MD) in printed
 
@@ -79,7 +76,7 @@ def test_short_experiment_shows_the_confounding_and_new_colours_and_reuses_its_s
     written = {path: path.stat().st_mtime_ns for path in results}
     manifests = {path: path.read_bytes() for path in output.glob("shards/*/manifest*")}
     explained_at = (output / "explain" / "summary.json").stat().st_mtime_ns
-    assert main(["experiment", str(CONFIG), *_settings(output)]) == 0  # everything is reused
+    assert main(["experiment", str(CONFIG), *set_flags(output, SHORT)]) == 0  # everything is reused
     assert {path: path.stat().st_mtime_ns for path in results} == written
     assert {path: path.read_bytes() for path in output.glob("shards/*/manifest*")} == manifests
     assert (output / "explain" / "summary.json").stat().st_mtime_ns == explained_at  # the explanations too

@@ -11,6 +11,7 @@ import pytest
 from cluster.cli import main
 from experiments.harness.report import REPORT_JSON, REPORT_MD
 from shards.images import read_stream_samples
+from tests.experiment_helpers import set_flags
 from trainers.checkpoint_files import MODEL_STATES_NAME, checked_tag_dir
 from trainers.torch_files import load_plain
 
@@ -25,7 +26,7 @@ SHORT = [
 @pytest.mark.timeout(600)
 def test_short_benchmark_trains_iit_on_shard_digits_and_reports_iia(tmp_path):
     output = tmp_path / "run"
-    settings = [argument for setting in [f"output_dir={output}", *SHORT] for argument in ("--set", setting)]
+    settings = set_flags(output, SHORT)
     assert main(["experiment", str(CONFIG), *settings]) == 0
     samples = read_stream_samples(output / "shards" / "original", 32)
     assert len(samples.labels) == 256 and set(samples.provenance[0]["causal_variables"]) == {"top_left", "top_right", "bottom_left", "bottom_right"}
