@@ -28,8 +28,12 @@ prometheus:
 	@command -v prometheus >/dev/null || ! command -v apt-get >/dev/null || \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null)
 
+# Two test processes (pytest-xdist): most slow tests wait on Ray, servers and subprocesses more than
+# they compute, so two at a time on the 2-core machine take about half the time of one.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) prometheus
-	DS_ACCELERATOR=cpu $(BIN)/python -m pytest -q
+	DS_ACCELERATOR=cpu $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 bench: $(STAMP)
 	$(BIN)/python bench/shard_write.py
