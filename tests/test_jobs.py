@@ -116,7 +116,8 @@ def test_submit_succeeds_and_logs_show_progress(head):
     job = submitted.stdout.strip().splitlines()[-1]
     assert job.startswith("tiny-")
 
-    final = _wait_for(job, env, {"SUCCEEDED", "FAILED", "STOPPED"})
+    # The job's own run takes about a minute alone and three beside another test process.
+    final = _wait_for(job, env, {"SUCCEEDED", "FAILED", "STOPPED"}, timeout=420)
     logs = genint("logs", job, "--follow", env=env)  # follow returns once the job has ended
     assert final.startswith(f"{job}: SUCCEEDED"), final + logs.stdout[-3000:]
     assert "1797" in logs.stdout and "original" in logs.stdout  # the run's summary of the prepared stream
