@@ -1,6 +1,7 @@
 """Shared test helpers: real encoded images and small shard stores written by the real writer."""
 
 import io
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,17 @@ from PIL import Image
 
 from shards.writer import ShardWriter
 from tests.s3_server import seaweedfs  # noqa: F401  (one SeaweedFS per session, for the tests that ask for it)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports that were free a moment ago (each server given one binds it itself)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
 
 
 def encoded_image(seed: int, size: int = 16, fmt: str = "JPEG") -> bytes:

@@ -4,7 +4,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -16,19 +15,10 @@ import yaml
 
 from cluster.examples import write_digits_imagefolder
 from cluster.jobs import job_info
+from tests.conftest import free_ports
 
 pytestmark = pytest.mark.slow
 VENV_BIN = Path(sys.executable).parent
-
-
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def genint(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -44,7 +34,7 @@ def head():
     and its Ray client server."""
     root = Path(tempfile.mkdtemp(prefix="gj", dir="/tmp"))  # Ray's socket paths must stay short
     token = secrets.token_hex(16)
-    gcs, dashboard, client_server, agent = _free_ports(4)
+    gcs, dashboard, client_server, agent = free_ports(4)
     # genint must be on the PATH of the job's driver, as in the deploy image
     head_env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": token,
                 "PATH": f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}"}
@@ -150,7 +140,7 @@ def test_errors_are_one_line(head, case):
         "unknown job": "no job 'tiny-nope' on the Ray cluster",
     }[case]
     if case == "wrong address":
-        env["RAY_ADDRESS"] = f"http://127.0.0.1:{_free_ports(1)[0]}"
+        env["RAY_ADDRESS"] = f"http://127.0.0.1:{free_ports(1)[0]}"
     elif case == "missing token":
         del env["RAY_AUTH_TOKEN"]
     elif case == "wrong token":

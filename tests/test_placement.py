@@ -12,6 +12,7 @@ from ray.cluster_utils import Cluster
 from ray.util.state import list_actors
 
 from datagen.service import plan_generation, planned_samples, start_pool
+from tests.conftest import free_ports
 from tests.datagen_helpers import actor_handles, save_tiny_biggan, tiny_datagen_config, tiny_store
 from trainers.config import TrainConfig
 from trainers.memory_source import MemorySourceFactory, colour_classes
@@ -38,7 +39,9 @@ def nodes():
     temp_dir = tempfile.mkdtemp(prefix="rayp-", dir="/tmp")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("RAY_TMPDIR", temp_dir)
-        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1"})
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": True, "dashboard_host": "127.0.0.1",
+                                                                       # not Ray's fixed 8265: another test process's Ray may hold it
+                                                                       "dashboard_port": free_ports(1)[0]})
         try:
             datagen = cluster.add_node(num_cpus=2, resources={"datagen": 2})
             trainer = cluster.add_node(num_cpus=2, resources={"trainer": 2})

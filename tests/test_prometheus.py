@@ -2,7 +2,6 @@
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -14,15 +13,10 @@ import yaml
 
 from cluster.cli import main
 from cluster.examples import write_digits_imagefolder
+from tests.conftest import free_ports
 from tests.datagen_helpers import save_tiny_biggan
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -30,7 +24,7 @@ def prometheus(tmp_path: Path):
     """Prometheus scraping 127.0.0.1:<metrics port> every second; yields (metrics port, query function)."""
     binary = shutil.which("prometheus")
     assert binary, "Debian's prometheus package is required (make test installs it)"
-    metrics_port, web_port = _free_port(), _free_port()
+    metrics_port, web_port = free_ports(2)
     config = {"global": {"scrape_interval": "1s"},
               "scrape_configs": [{"job_name": "genint", "honor_labels": True,
                                   "static_configs": [{"targets": [f"127.0.0.1:{metrics_port}"]}]}]}
