@@ -50,11 +50,14 @@ class SegmentManifest:
         return keys + [key for key, _ in self.store.list(SEGMENT_DIR + "/") if _SEGMENT_KEY.fullmatch(key)]
 
     def read_segments(self, keys: list[str]) -> list[ManifestRecord]:
-        records = []
-        for key in keys:
+        """The records of the segments ``keys``, segment after segment (the objects fetched several at once)."""
+        def get(key: str) -> bytes:
             copied = key == MANIFEST_NAME
-            data = self.store.get(key, "copied manifest" if copied else "manifest segment",
+            return self.store.get(key, "copied manifest" if copied else "manifest segment",
                                   MAX_COPIED_MANIFEST_BYTES if copied else MAX_SEGMENT_BYTES)
+
+        records = []
+        for key, data in zip(keys, self.store.map(get, keys)):
             where = str(self.stream_dir.join(key))
             records.extend(parse_line(line, f"{where}:{number}") for number, line in enumerate(data.splitlines(), 1))
         return records

@@ -13,8 +13,10 @@ Nothing here is cached across processes: a ``S3Store`` pickles as its URL and re
 """
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import boto3
 import botocore.config
@@ -26,6 +28,10 @@ from shards.locations import MissingObjectError, S3Url, StorageError
 _CLIENT_CONFIG = botocore.config.Config(
     connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"}
 )
+# Requests in flight at once where a reader needs many objects (segments, shard copies): a store on
+# loopback or in-region answers each in milliseconds, so latency, not bandwidth, bounds one at a time.
+PARALLEL_REQUESTS = 8
+T, R = TypeVar("T"), TypeVar("R")
 _CREDENTIAL_CODES = {"SignatureDoesNotMatch", "InvalidAccessKeyId", "AccessDenied", "InvalidToken", "ExpiredToken", "403"}
 _MISSING_BUCKET_CODES = {"NoSuchBucket"}
 _PRECONDITION_CODES = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
@@ -174,6 +180,12 @@ class S3Store:
                     yield item["Key"][start:], item["Size"]
         except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
             raise self._error(error, relative_prefix, "listing") from None
+
+    def map(self, function: Callable[[T], R], items: Sequence[T]) -> "list[R]":
+        """``function`` over ``items``, ``PARALLEL_REQUESTS`` at a time (each may call this store), results in order."""
+        self.client  # made before the threads share it (boto3 clients are thread-safe; their creation is not)
+        with ThreadPoolExecutor(PARALLEL_REQUESTS) as pool:
+            return list(pool.map(function, items))
 
     def delete(self, relative: str) -> None:
         try:

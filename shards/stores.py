@@ -35,15 +35,17 @@ def open_unit_tracker(stream_dir: "str | Path | S3Url") -> UnitTrackerBase:
     return SegmentUnitTracker(location) if isinstance(location, S3Url) else UnitTracker(location)
 
 
-def check_committed_shards(stream_dir: "str | Path | S3Url"):
+def check_committed_shards(stream_dir: "str | Path | S3Url", stage: bool = False):
     """``shards.reader.check_committed_shards`` on either backend: (readable, damaged) committed shards.
 
     On object storage the readable shards are S3Urls (``str()`` gives the ``s3://`` path DALI reads,
-    ``with_name`` the index beside it), so a reader built for paths takes them unchanged.
+    ``with_name`` the index beside it), so a reader built for paths takes them unchanged; with
+    ``stage`` they are local copies on this node instead (``shards.s3_staging``: what DALI reads fast).
+    A local stream is read where it is either way.
     """
     location = stream_location(stream_dir)
     if isinstance(location, S3Url):
-        return check_committed_s3_shards(location)
+        return check_committed_s3_shards(location, stage)
     return reader.check_committed_shards(location)
 
 

@@ -24,6 +24,7 @@ from nvidia.dali import fn, pipeline_def, types
 from shards.causal_values import decode_causal_values
 from shards.errors import SampleError
 from shards.index import parse_index
+from shards.locations import S3Url
 from shards.names import index_file_name
 from shards.sample import PARTNER_CLASS, PARTNER_IMAGE_EXTENSIONS
 from shards.stores import check_committed_shards
@@ -56,7 +57,7 @@ class StaticReader:
 
     Args:
         stream: stream name (for messages).
-        stream_dir: the stream's directory (holds the manifest).
+        stream_dir: the stream's directory (holds the manifest) or ``s3://`` prefix (read from copies on this node).
         batch_size: samples per pipeline batch.
         augment: the stream's training augmentation.
         loader: threads, shuffle buffer, prefetch depth, bad-sample policy.
@@ -70,12 +71,14 @@ class StaticReader:
             and augmented with the sample's own crop and flip; the rows' ``partners`` hold them.
     """
 
-    def __init__(self, stream: str, stream_dir: Path, batch_size: int, augment: Augment, loader: LoaderConfig,
+    def __init__(self, stream: str, stream_dir: "Path | S3Url", batch_size: int, augment: Augment, loader: LoaderConfig,
                  device: str, rank: int, world_size: int, seed: int, variables: tuple[str, ...] = (), pairs: bool = False):
         # The store's reader checks: a damaged shard (missing, truncated, not a regular file, without a
         # valid index, breaking the sample contract) is never handed to DALI, whose reader would fail
         # on it mid-epoch or read whatever its index points at.
-        intact, damaged = check_committed_shards(stream_dir)
+        # A stream on object storage is read from copies on this node (shards.s3_staging): DALI's own S3
+        # path fetches per sample, about 0.01 of local disk.
+        intact, damaged = check_committed_shards(stream_dir, stage=True)
         if damaged and loader.on_bad_sample == "fail":
             raise damaged_shards_error(stream, damaged)
         if not intact:
@@ -92,6 +95,8 @@ class StaticReader:
         self.variables = tuple(variables)
         self.pairs = pairs
         self._paths = [str(path) for path, _ in intact]
+        # A staged copy's samples are named by the object they came from, in messages and in ``where``.
+        self._origins = {str(path): str(stream_dir / record.name) for path, record in intact if isinstance(stream_dir, S3Url)}
         self._index_paths = [str(path.with_name(index_file_name(path.name))) for path, _ in intact]
         if pairs:
             self._check_partners()
@@ -191,7 +196,7 @@ class StaticReader:
         except RuntimeError as error:
             images, labels, encoded, rest = self._recover(before, error)
         record, partner = rest[: len(rest) - 2 * self.pairs], rest[len(rest) - 2 * self.pairs :]
-        where = [encoded[row].source_info() for row in range(len(encoded))]
+        where = [self._origin(encoded[row].source_info()) for row in range(len(encoded))]
         classes = [read_label(bytes(labels.at(row)), where[row]) for row in range(len(where))]
         bad = {row: UNDECODABLE for row in self._placeholders.get(self._iteration, ())}
         bad.update({row: UNREADABLE for row, value in enumerate(classes) if value == UNREADABLE_LABEL})
@@ -199,6 +204,11 @@ class StaticReader:
         partners = self._partners(*partner, classes, where, bad) if partner else None
         self._pending = DecodedRows(images, torch.tensor(classes, dtype=torch.int64), where, bad, values, partners)
         self._taken_from_batch = 0
+
+    def _origin(self, source_info: str) -> str:
+        """DALI's ``<tar>:<offset>:<member>`` with a staged copy's path replaced by its object's URL."""
+        tar, separator, rest = source_info.partition(".tar:")
+        return f"{self._origins[tar + '.tar']}:{rest}" if separator and tar + ".tar" in self._origins else source_info
 
     def _check_partners(self) -> None:
         """A TrainError unless the stream's samples carry partners (DALI would skip every sample without them)."""

@@ -49,8 +49,9 @@ class ShardFiles:
     """The committed shards of one or more shard streams; labels come from each sample's ``cls``."""
 
     root: Path | S3Url
-    shards: list[Path | S3Url]
+    shards: list[Path]  # what DALI reads: the stream's own files, or this node's copies of a bucket's (shards.s3_staging)
     shard_samples: list[int]
+    shard_names: list[str]  # each shard as messages name it: its path or its object's URL
 
     @property
     def samples(self) -> int:
@@ -93,7 +94,7 @@ def image_files(root: Path, folder_labels: Mapping[str, int]) -> ImageFiles:
 
 def shard_files(root: "Path | S3Url | str") -> ShardFiles:
     """The committed shards of the stream at ``root`` (or of every stream directory under it), a
-    directory or an ``s3://`` prefix (DALI's webdataset reader then reads the objects itself).
+    directory or an ``s3://`` prefix (whose shards are copied to this node first: ``shards.s3_staging``).
 
     Raises:
         TrainError: if there is no manifest, a committed shard fails the store's reader checks
@@ -103,16 +104,15 @@ def shard_files(root: "Path | S3Url | str") -> ShardFiles:
     root = stream_location(root)
     try:
         for stream in stream_locations(root):
-            intact, damaged = check_committed_shards(stream)
+            intact, damaged = check_committed_shards(stream, stage=True)
             if damaged:
                 raise TrainError(f"eval shards: {damaged[0].reason}; not scored (run genint shards verify)")
-            committed += intact
+            committed += [(path, record.samples, str(stream / record.name)) for path, record in intact if record.samples]
     except ShardError as error:
         raise TrainError(f"eval shards: {error}") from None
-    committed = [(path, record.samples) for path, record in committed if record.samples]
     if not committed:
         raise TrainError(f"{root}: the manifest lists no committed samples")
-    return ShardFiles(root, [path for path, _ in committed], [samples for _, samples in committed])
+    return ShardFiles(root, *map(list, zip(*committed)))
 
 
 def _decode(encoded: DataNode, decode_device: str, border_px: int) -> DataNode:
@@ -215,4 +215,4 @@ def _sample_name(source: ImageFiles | ShardFiles, position: int) -> str:
         return str(source.files[position])
     ends = list(itertools.accumulate(source.shard_samples))
     shard = bisect.bisect_right(ends, position)
-    return f"{source.shards[shard]} sample {position - (ends[shard - 1] if shard else 0)}"
+    return f"{source.shard_names[shard]} sample {position - (ends[shard - 1] if shard else 0)}"
