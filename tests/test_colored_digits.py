@@ -44,6 +44,8 @@ def test_short_experiment_shows_the_confounding_and_new_colours_and_reuses_its_s
     original = arms["original"]
     assert original["confounded_mean"] > 90.0, original
     assert original["causal_mean"] < original["confounded_mean"] - 40.0, original
+    # validation is drawn like the causal test (backgrounds untied from the class), with its own held-out colours
+    assert original["validation_mean"] < original["confounded_mean"] - 30.0 and len(original["validation_percent"]) == len(original["seeds"]), original
 
     colours = {stream["stream"]: stream for stream in report["streams"]}
     assert colours["original"]["new_share"] == 0.0

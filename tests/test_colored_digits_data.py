@@ -81,14 +81,15 @@ def test_shipped_config_is_valid_and_bad_arms_are_one_line(tmp_path):
         load_config(EXPERIMENT_CONFIG, ["interventional.kind=observational"], model=ExperimentConfig)
 
 
-def _run(arm: str, seed: int, confounded: float, causal: float) -> ArmRun:
-    return ArmRun(arm, seed, confounded, causal, steps=10, final_loss=0.1, checkpoint="-", job_hash="-")
+def _run(arm: str, seed: int, confounded: float, causal: float, validation: float = 50.0) -> ArmRun:
+    return ArmRun(arm, seed, confounded, causal, validation, steps=10, final_loss=0.1, checkpoint="-", job_hash="-")
 
 
 def test_verdict_says_when_the_interventional_arm_does_not_win():
-    arms = [summarise_arm("original", [_run("original", 0, 99.0, 9.0), _run("original", 1, 97.0, 11.0)]),
+    arms = [summarise_arm("original", [_run("original", 0, 99.0, 9.0, 12.0), _run("original", 1, 97.0, 11.0, 14.0)]),
             summarise_arm("interventional", [_run("interventional", 0, 60.0, 8.0)])]
     assert arms[0].causal_mean == 10.0 and arms[0].causal_std == pytest.approx(1.414, abs=1e-3)
+    assert arms[0].validation_percent == [12.0, 14.0] and arms[0].validation_mean == 13.0
     assert "does NOT beat" in verdict(arms) and "original data" in verdict(arms)
     arms[1] = summarise_arm("interventional", [_run("interventional", 0, 60.0, 30.0)])
     assert verdict(arms).startswith("interventional CVAE beats")

@@ -30,6 +30,7 @@ from experiments.colored_digits.jobs import (
     ORIGINAL_STREAM,
     PAIR_STREAMS,
     TEST_STREAMS,
+    VALIDATION_STREAM,
     arm_job,
     data_dir,
     data_job,
@@ -55,14 +56,14 @@ def _generate_stream(experiment: ExperimentConfig, stream: str, digest: str) -> 
 def _evaluate(job: JobConfig, checkpoint: Path) -> dict[str, float]:
     model = load_classifier(checkpoint, job.train.model, job.train.num_classes)
     config = EvalConfig(loader=job.train.data)
-    return {stream: 100 * evaluate(model, "shards", job.store_dir / stream, config).top1 for stream in TEST_STREAMS}
+    return {stream: 100 * evaluate(model, "shards", job.store_dir / stream, config).top1 for stream in (*TEST_STREAMS, VALIDATION_STREAM)}
 
 
 def _measure(trained: TrainedArm) -> ArmRun:
-    """An arm's accuracies on both test streams."""
+    """An arm's accuracies on both test streams and on validation."""
     accuracy = _evaluate(trained.job, trained.result.checkpoint)
-    return ArmRun(trained.arm, trained.seed, accuracy["test_confounded"], accuracy["test_causal"], trained.result.steps,
-                  trained.last.loss, str(trained.result.checkpoint), trained.job_hash)
+    return ArmRun(trained.arm, trained.seed, accuracy["test_confounded"], accuracy["test_causal"], accuracy[VALIDATION_STREAM],
+                  trained.result.steps, trained.last.loss, str(trained.result.checkpoint), trained.job_hash)
 
 
 def run_experiment(experiment: ExperimentConfig, fresh: bool = False) -> ExperimentReport:
