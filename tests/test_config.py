@@ -35,7 +35,7 @@ def _write(tmp_path: Path, config: dict) -> Path:
     "change, expected",
     [
         ({"train": {"modle": "resnet18"}}, "job.yaml: train.modle is not a known key (allowed: model, num_classes, pretrained, streams,"),
-        ({"train": {"model": 18}}, "job.yaml: train.model must be one of 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152' or 'small_cnn' (got 18)"),
+        ({"train": {"model": 18}}, "job.yaml: train.model must be one of 'resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet152', 'small_cnn' or 'grid_cnn' (got 18)"),
         ({"train": {"streams": {"interventional": {"batch_size": -64}}}}, "job.yaml: train.streams.interventional.batch_size must be >= 0 (got -64)"),
         ({"train": {"streams": {"original": {"batch_size": "many"}}}}, "job.yaml: train.streams.original.batch_size must be a valid integer, unable to parse string as an integer (got 'many')"),
         ({"shards": {"prepare": {"original": {"source": "no/such/dir"}}}}, "job.yaml: shards.prepare.original.source must be an existing directory (got 'no/such/dir')"),

@@ -9,6 +9,7 @@ from trainers.causal_models import causal_model
 from trainers.errors import TrainError
 from trainers.iia import all_triples, interchange_intervention_accuracy
 from trainers.interventions import Alignment, interchange_forward
+from trainers.models import build_model
 from trainers.small_cnn import SmallConvNet
 
 AND_INPUTS = torch.tensor([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
@@ -60,12 +61,17 @@ def test_one_iit_update_of_the_fig1_network_reaches_100_percent_iia():
     assert toy_iia(network) == 1.0
 
 
-def test_quadrant_swap_equals_a_hand_built_intervened_forward():
+# After the features: the small CNN's head is fc on the pooled vector, the grid CNN's a hidden layer then fc.
+HEADS = {"small_cnn": lambda model, pooled: model.fc(pooled.flatten(1)), "grid_cnn": lambda model, pooled: model.fc(model.hidden(pooled))}
+
+
+@pytest.mark.parametrize("arch", HEADS)
+def test_quadrant_swap_equals_a_hand_built_intervened_forward(arch):
     torch.manual_seed(0)
-    model = SmallConvNet(10).eval()
+    model = build_model(arch, 10).eval()
     base, source = torch.randn(3, 3, 16, 16), torch.randn(3, 3, 16, 16)
     sites, source_sites = torch.tensor([0, 3, 1]), torch.tensor([0, 2, 1])  # row 1 untyped
-    alignment = Alignment("features.1", "quadrants")  # the first max-pool's output: (32, 8, 8)
+    alignment = Alignment("features.1", "quadrants")  # the first max-pool's output: (channels, 8, 8)
     with torch.no_grad():
         got = interchange_forward(model, alignment, base, source, sites, source_sites)
         head, tail = model.features[:2], model.features[2:]
@@ -73,7 +79,7 @@ def test_quadrant_swap_equals_a_hand_built_intervened_forward():
         quadrant = lambda q: (slice(None), slice(4 * (q // 2), 4 * (q // 2) + 4), slice(4 * (q % 2), 4 * (q % 2) + 4))
         for row, (q, r) in enumerate(zip(sites.tolist(), source_sites.tolist())):
             b[row][quadrant(q)] = s[row][quadrant(r)]
-        expected = model.fc(tail(b).flatten(1))
+        expected = HEADS[arch](model, tail(b))
     assert torch.allclose(got, expected, atol=1e-6)
     assert not torch.allclose(got, model(base).detach(), atol=1e-3)
 

@@ -32,7 +32,7 @@ from trainers.limits import (
 
 # The classifiers trainers/models.py builds: torchvision's ResNets and a small CNN for small images.
 TORCHVISION_ARCHITECTURES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-ARCHITECTURES = (*TORCHVISION_ARCHITECTURES, "small_cnn")
+ARCHITECTURES = (*TORCHVISION_ARCHITECTURES, "small_cnn", "grid_cnn")
 Architecture = Literal[ARCHITECTURES]  # type: ignore[valid-type]
 
 
@@ -135,7 +135,7 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: Architecture = Field(
-        default="resnet152", description="a torchvision ResNet, or small_cnn (three conv blocks, for small images)"
+        default="resnet152", description="a torchvision ResNet, small_cnn (three conv blocks, for small images) or grid_cnn (the same blocks, a head that sees each quadrant)"
     )
     num_classes: PositiveInt = Field(default=1000, le=MAX_CLASSES, description="classifier outputs")
     pretrained: str | None = Field(

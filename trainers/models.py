@@ -10,7 +10,7 @@ from trainers.checkpoint_files import MODEL_STATES_NAME, checked_tag_dir
 from trainers.config import ARCHITECTURES, TORCHVISION_ARCHITECTURES
 from trainers.errors import TrainError
 from trainers.site_heads import without_site_heads
-from trainers.small_cnn import SmallConvNet
+from trainers.small_cnn import GridConvNet, SmallConvNet
 from trainers.torch_files import load_plain
 
 
@@ -77,6 +77,8 @@ def _new_model(arch: str, num_classes: int) -> nn.Module:
     _check_arch(arch)
     if arch == "small_cnn":
         return SmallConvNet(num_classes)
+    if arch == "grid_cnn":
+        return GridConvNet(num_classes)
     return torchvision.models.get_model(arch, weights=None, num_classes=num_classes)
 
 
@@ -84,7 +86,7 @@ def build_model(arch: str, num_classes: int, pretrained: str | None = None) -> n
     """A torchvision ResNet (or the small CNN) with ``num_classes`` outputs.
 
     Args:
-        arch: resnet18 .. resnet152, or small_cnn.
+        arch: resnet18 .. resnet152, small_cnn or grid_cnn.
         num_classes: classifier outputs.
         pretrained: None (random init), a local state_dict file, or torchvision weights by name
             (downloaded by torchvision; the classifier head is replaced if the class count differs).
@@ -114,7 +116,7 @@ def load_classifier(path_or_name: str | Path, arch: str, num_classes: int) -> nn
     Args:
         path_or_name: a genint checkpoint directory (DeepSpeed), a state_dict file, or torchvision
             weights by name.
-        arch: resnet18 .. resnet152, or small_cnn.
+        arch: resnet18 .. resnet152, small_cnn or grid_cnn.
         num_classes: classifier outputs the weights were trained for.
     """
     model = _new_model(arch, num_classes)

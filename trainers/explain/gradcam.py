@@ -10,7 +10,7 @@ from torch import nn
 from trainers.errors import TrainError
 
 # The last conv block of each architecture: torchvision's ResNets' layer4, the small CNN's third block.
-DEFAULT_LAYERS = {"small_cnn": "features.4"}
+DEFAULT_LAYERS = {"small_cnn": "features.4", "grid_cnn": "features.4"}
 RESNET_DEFAULT_LAYER = "layer4"
 
 
